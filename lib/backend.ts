@@ -1,0 +1,72 @@
+/**
+ * Backend choice. The CPU path always runs; CUDA runs where the native module loads, a driver
+ * and a device answer, and cuBLAS opens. `auto` takes CUDA when it can and says why when not.
+ */
+import { debuglog } from 'node:util';
+
+import { cpuBackend } from './cpu/index.ts';
+import { probeCuda } from './cuda.ts';
+import { ContraNormError } from './errors.ts';
+import type { Plan } from './validate.ts';
+import type { BackendInfo, BackendName, ContraNormGrads } from './types.ts';
+
+export const log = debuglog('contranorm');
+
+/** What a backend keeps between forward and backward. Opaque outside the backend. */
+export interface SavedState {
+  /** Frees what the state holds (device memory on CUDA). Called at most once. */
+  release(): void;
+}
+
+/** One implementation of the layer. Inputs arrive validated; see `Plan`. */
+export interface BackendImpl {
+  readonly name: 'cpu' | 'cuda';
+  forward(
+    x: Float32Array,
+    plan: Plan,
+    out: Float32Array | null,
+  ): { y: Float32Array; state: SavedState | null };
+  backward(
+    dy: Float32Array,
+    plan: Plan,
+    state: SavedState,
+    out: Float32Array | null,
+  ): ContraNormGrads;
+  forwardAsync(
+    x: Float32Array,
+    plan: Plan,
+    out: Float32Array | null,
+  ): Promise<{ y: Float32Array; state: SavedState | null }>;
+  backwardAsync(
+    dy: Float32Array,
+    plan: Plan,
+    state: SavedState,
+    out: Float32Array | null,
+  ): Promise<ContraNormGrads>;
+}
+
+let loggedFallback = false;
+
+/** The implementation for a call: `cpu`, `cuda` (or an error saying why not), or `auto`. */
+export function selectBackend(name: BackendName): BackendImpl {
+  if (name === 'cpu') return cpuBackend;
+  const cuda = probeCuda();
+  if (cuda.impl !== null) return cuda.impl;
+  if (name === 'cuda') {
+    throw new ContraNormError(
+      'ERR_CONTRANORM_BACKEND_UNAVAILABLE',
+      `backend 'cuda' cannot run: ${cuda.info.reason}`,
+    );
+  }
+  if (!loggedFallback) {
+    loggedFallback = true;
+    log('auto backend runs on the CPU path: %s', cuda.info.reason);
+  }
+  return cpuBackend;
+}
+
+/** Which backend `auto` runs, with the device it found or the reason it runs on the CPU. */
+export function backendInfo(): BackendInfo {
+  const cuda = probeCuda();
+  return { ...cuda.info };
+}

@@ -1,0 +1,170 @@
+/**
+ * `ContraNorm`: the layer with its parameters (the scale, the LayerNorm weight and bias) and
+ * their gradients, for code that trains with a hand-written optimizer.
+ */
+import { rangeError, typeError } from './errors.ts';
+import { contraNorm, contraNormBackward } from './api.ts';
+import type { ContraNormResult } from './api.ts';
+import type { ContraNormSaved } from './saved.ts';
+import type { BackendName, ContraNormGrads, Mode, ScaleParam, Shape } from './types.ts';
+import { checkFloat32 } from './validate.ts';
+
+/** A trainable tensor: `value` is read by `forward`, `grad` accumulates in `backward`. */
+export interface Parameter {
+  name: 'scale' | 'weight' | 'bias';
+  value: Float32Array;
+  grad: Float32Array;
+}
+
+/** Options of the layer. Those shared with `contraNorm` have the same meaning and defaults. */
+export interface ContraNormLayerOptions {
+  /**
+   * Initial `s`: a number (one scalar parameter) or a `Float32Array` of length D (one per
+   * channel). Default `0.1`.
+   */
+  scale?: number | Float32Array;
+  /** `exp` stores `log s`, so `s` stays positive under any update. Default `'linear'`. */
+  scaleParam?: ScaleParam;
+  temperature?: number;
+  identity?: boolean;
+  dualNorm?: boolean;
+  preNorm?: boolean;
+  mode?: Mode;
+  /**
+   * `true` (default): LayerNorm with a weight (ones) and a bias (zeros) as parameters.
+   * `{ affine: false }`: LayerNorm without parameters. `false`: no LayerNorm.
+   */
+  layerNorm?: boolean | { affine?: boolean; eps?: number };
+  eps?: number;
+  precision?: 'fp32' | 'tf32';
+  backend?: BackendName;
+}
+
+/** Per-call inputs of `ContraNorm.forward`. */
+export interface LayerCallOptions {
+  lengths?: Int32Array | Uint32Array | readonly number[];
+  mask?: Uint8Array | readonly boolean[];
+  out?: Float32Array;
+  saveForBackward?: boolean;
+}
+
+/**
+ * ContraNorm with its parameters. `forward` returns `{ y, saved }`; `backward(dy, saved)`
+ * returns `dx` and adds the parameter gradients into `parameters()[k].grad`.
+ *
+ * @example
+ * const layer = new ContraNorm(64, { scale: 0.1, dualNorm: true });
+ * const { y, saved } = layer.forward(x, [B, N, 64]);
+ * const dx = layer.backward(dy, saved!);
+ * for (const p of layer.parameters()) {
+ *   for (let i = 0; i < p.value.length; i++) p.value[i] -= 0.01 * p.grad[i];
+ * }
+ * layer.zeroGrad();
+ */
+export class ContraNorm {
+  /** Channels, D. */
+  readonly dim: number;
+  readonly scale: Parameter;
+  readonly weight: Parameter | null;
+  readonly bias: Parameter | null;
+  readonly options: Readonly<ContraNormLayerOptions>;
+  #lnEps: number | undefined;
+  #useLayerNorm: boolean;
+
+  constructor(dim: number, options: ContraNormLayerOptions = {}) {
+    if (typeof dim !== 'number') throw typeError('dim', 'a positive integer', dim);
+    if (!Number.isSafeInteger(dim) || dim < 1) throw rangeError('dim', 'a positive integer', dim);
+    if (typeof options !== 'object' || options === null)
+      throw typeError('options', 'an object', options);
+    this.dim = dim;
+    this.options = Object.freeze({ ...options });
+
+    // scale
+    const scaleParam = options.scaleParam ?? 'linear';
+    const init = options.scale ?? 0.1;
+    let s: Float32Array;
+    if (typeof init === 'number') s = Float32Array.of(init);
+    else if (init instanceof Float32Array) s = checkFloat32('options.scale', init, dim).slice();
+    else throw typeError('options.scale', 'a number or a Float32Array', init);
+    for (let i = 0; i < s.length; i++) {
+      if (!Number.isFinite(s[i])) throw rangeError('options.scale', 'finite values', s[i]);
+      if (scaleParam === 'exp') {
+        if (!(s[i] > 0))
+          throw rangeError('options.scale', "positive values with scaleParam 'exp'", s[i]);
+        s[i] = Math.log(s[i]);
+      }
+    }
+    this.scale = { name: 'scale', value: s, grad: new Float32Array(s.length) };
+
+    // layer norm
+    const ln = options.layerNorm ?? true;
+    this.#useLayerNorm = ln !== false;
+    const affine = typeof ln === 'object' ? ln.affine !== false : ln;
+    this.#lnEps = typeof ln === 'object' ? ln.eps : undefined;
+    this.weight = affine
+      ? { name: 'weight', value: new Float32Array(dim).fill(1), grad: new Float32Array(dim) }
+      : null;
+    this.bias = affine
+      ? { name: 'bias', value: new Float32Array(dim), grad: new Float32Array(dim) }
+      : null;
+  }
+
+  /** The trainable parameters, in a fixed order: scale, then weight and bias when present. */
+  parameters(): Parameter[] {
+    const list = [this.scale];
+    if (this.weight !== null) list.push(this.weight);
+    if (this.bias !== null) list.push(this.bias);
+    return list;
+  }
+
+  /** Sets every gradient to zero. */
+  zeroGrad(): void {
+    for (const p of this.parameters()) p.grad.fill(0);
+  }
+
+  /** The forward pass with the current parameter values; `shape` is `[B, N, dim]`. */
+  forward(x: Float32Array, shape: Shape | number[], call: LayerCallOptions = {}): ContraNormResult {
+    if (Array.isArray(shape) && shape[2] !== this.dim) {
+      throw rangeError(
+        'shape[2]',
+        `D = ${this.dim}, the layer's dim`,
+        shape[2],
+        'ERR_CONTRANORM_SHAPE',
+      );
+    }
+    const o = this.options;
+    const exp = o.scaleParam === 'exp';
+    const s = this.scale.value;
+    const scale = exp ? s.map(Math.exp) : s;
+    return contraNorm(x, shape, {
+      scale: scale.length === 1 ? scale[0] : scale,
+      scaleParam: o.scaleParam,
+      temperature: o.temperature,
+      identity: o.identity,
+      dualNorm: o.dualNorm,
+      preNorm: o.preNorm,
+      mode: o.mode,
+      eps: o.eps,
+      precision: o.precision,
+      backend: o.backend,
+      layerNorm: this.#useLayerNorm
+        ? { weight: this.weight?.value, bias: this.bias?.value, eps: this.#lnEps }
+        : false,
+      ...call,
+    });
+  }
+
+  /** The backward pass: returns `dx` and adds the parameter gradients into their `grad`. */
+  backward(dy: Float32Array, saved: ContraNormSaved, out?: Float32Array): Float32Array {
+    const grads: ContraNormGrads = contraNormBackward(dy, saved, out === undefined ? {} : { out });
+    addInto(this.scale.grad, grads.dScale);
+    if (this.weight !== null && grads.dWeight !== undefined)
+      addInto(this.weight.grad, grads.dWeight);
+    if (this.bias !== null && grads.dBias !== undefined) addInto(this.bias.grad, grads.dBias);
+    return grads.dx;
+  }
+}
+
+function addInto(target: Float32Array, delta: Float32Array): void {
+  for (let i = 0; i < target.length; i++) target[i] += delta[i];
+}

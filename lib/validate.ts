@@ -1,0 +1,328 @@
+/**
+ * Argument checks and option defaults. Every public entry point runs its arguments through
+ * here first, so the backends receive a `Plan` whose every field is known to be valid.
+ */
+import { rangeError, typeError } from './errors.ts';
+import type { BackendName, ContraNormOptions, Mode, ScaleParam, Shape } from './types.ts';
+
+/** A forward call with its options resolved, copied where the backward needs them later. */
+export interface Plan {
+  B: number;
+  N: number;
+  D: number;
+  /** Side of `S`: N in tokens mode, D in features mode. */
+  M: number;
+  mode: Mode;
+  /** `s` values, length 1 (scalar) or D (per channel). A private copy. */
+  scale: Float32Array;
+  scaleParam: ScaleParam;
+  temperature: number;
+  identity: boolean;
+  dualNorm: boolean;
+  preNorm: boolean;
+  /** Valid rows per item, length B, or null when every row is valid. A private copy. */
+  lengths: Int32Array | null;
+  /** Excluded entries of `S` (non-zero = excluded), `[M, M]` or `[B, M, M]`, or null. */
+  mask: Uint8Array | null;
+  maskBatched: boolean;
+  layerNorm: boolean;
+  /** LayerNorm gain and shift, length D, or null when absent. Private copies. */
+  weight: Float32Array | null;
+  bias: Float32Array | null;
+  lnEps: number;
+  eps: number;
+  precision: 'fp32' | 'tf32';
+  saveForBackward: boolean;
+  backend: BackendName;
+}
+
+const OPTION_KEYS = new Set<string>([
+  'scale',
+  'scaleParam',
+  'temperature',
+  'identity',
+  'dualNorm',
+  'preNorm',
+  'mode',
+  'lengths',
+  'mask',
+  'layerNorm',
+  'eps',
+  'precision',
+  'out',
+  'backend',
+  'saveForBackward',
+]);
+const LAYER_NORM_KEYS = new Set<string>(['weight', 'bias', 'eps']);
+const BACKENDS: readonly BackendName[] = ['auto', 'cuda', 'cpu'];
+
+/** True when the buffer behind a view can no longer be read (transferred or detached). */
+export function isDetached(view: ArrayBufferView): boolean {
+  const buffer = view.buffer;
+  if (typeof SharedArrayBuffer !== 'undefined' && buffer instanceof SharedArrayBuffer) return false;
+  if (buffer.byteLength > 0) return false;
+  try {
+    new Uint8Array(buffer);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+/** Checks that `value` is a readable `Float32Array` of `length` elements. */
+export function checkFloat32(name: string, value: unknown, length?: number): Float32Array {
+  if (!(value instanceof Float32Array)) throw typeError(name, 'a Float32Array', value);
+  if (isDetached(value))
+    throw typeError(name, 'a Float32Array over a live buffer', 'a detached buffer');
+  if (length !== undefined && value.length !== length) {
+    throw rangeError(name, `length ${length}`, value, 'ERR_CONTRANORM_SHAPE');
+  }
+  return value;
+}
+
+/** Checks `[B, N, D]`: three non-negative integers whose product fits one typed array. */
+export function checkShape(shape: unknown): { B: number; N: number; D: number } {
+  const expected = 'three non-negative integers [B, N, D]';
+  if (!Array.isArray(shape) || shape.length !== 3) {
+    throw typeError('shape', expected, shape);
+  }
+  for (let i = 0; i < 3; i++) {
+    const v = shape[i];
+    if (typeof v !== 'number') throw typeError(`shape[${i}]`, 'a non-negative integer', v);
+    if (!Number.isSafeInteger(v) || v < 0)
+      throw rangeError(`shape[${i}]`, 'a non-negative integer', v, 'ERR_CONTRANORM_SHAPE');
+  }
+  const [B, N, D] = shape as Shape;
+  if (B * N * D > 2 ** 32) {
+    throw rangeError(
+      'shape',
+      'B*N*D of at most 2^32 elements',
+      `[${B}, ${N}, ${D}]`,
+      'ERR_CONTRANORM_SHAPE',
+    );
+  }
+  return { B, N, D };
+}
+
+function checkBoolean(name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw typeError(name, 'a boolean', value);
+  return value;
+}
+
+function checkPositiveFinite(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number') throw typeError(name, 'a finite positive number', value);
+  if (!Number.isFinite(value) || !(value > 0)) {
+    throw rangeError(name, 'a finite positive number', value);
+  }
+  return value;
+}
+
+function checkEnum<T extends string>(
+  name: string,
+  value: unknown,
+  allowed: readonly T[],
+  fallback: T,
+): T {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'string')
+    throw typeError(name, allowed.map((a) => `'${a}'`).join(' or '), value);
+  if (!(allowed as readonly string[]).includes(value)) {
+    throw rangeError(name, allowed.map((a) => `'${a}'`).join(' or '), value);
+  }
+  return value as T;
+}
+
+/** The backend named by the call, else by `CONTRANORM_BACKEND`, else `auto`. */
+export function resolveBackendName(value: unknown): BackendName {
+  if (value !== undefined) return checkEnum('options.backend', value, BACKENDS, 'auto');
+  const env = process.env.CONTRANORM_BACKEND;
+  if (env === undefined || env === '') return 'auto';
+  return checkEnum('CONTRANORM_BACKEND', env, BACKENDS, 'auto');
+}
+
+function checkScale(value: unknown, D: number, scaleParam: ScaleParam): Float32Array {
+  let scale: Float32Array;
+  if (value === undefined) {
+    scale = Float32Array.of(0.1);
+  } else if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw rangeError('options.scale', 'a finite number', value);
+    scale = Float32Array.of(value);
+  } else if (value instanceof Float32Array) {
+    checkFloat32('options.scale', value);
+    if (value.length !== 1 && value.length !== D) {
+      throw rangeError(
+        'options.scale',
+        `a number or a Float32Array of length 1 or D = ${D}`,
+        value,
+        'ERR_CONTRANORM_SHAPE',
+      );
+    }
+    scale = value.slice();
+    for (let i = 0; i < scale.length; i++) {
+      if (!Number.isFinite(scale[i]))
+        throw rangeError(`options.scale[${i}]`, 'a finite number', scale[i]);
+    }
+  } else {
+    throw typeError('options.scale', 'a number or a Float32Array', value);
+  }
+  if (scaleParam === 'exp') {
+    for (let i = 0; i < scale.length; i++) {
+      if (!(scale[i] > 0)) {
+        throw rangeError(
+          `options.scale${scale.length > 1 ? `[${i}]` : ''}`,
+          "a positive scale with scaleParam 'exp'",
+          scale[i],
+        );
+      }
+    }
+  }
+  return scale;
+}
+
+function checkLengths(value: unknown, B: number, N: number): Int32Array | null {
+  if (value === undefined) return null;
+  const isIntArray = value instanceof Int32Array || value instanceof Uint32Array;
+  if (!isIntArray && !Array.isArray(value)) {
+    throw typeError('options.lengths', 'an Int32Array, Uint32Array or array of integers', value);
+  }
+  const src = value as ArrayLike<unknown>;
+  if (isIntArray && isDetached(value)) {
+    throw typeError('options.lengths', 'an array over a live buffer', 'a detached buffer');
+  }
+  if (src.length !== B) {
+    throw rangeError('options.lengths', `length B = ${B}`, value, 'ERR_CONTRANORM_SHAPE');
+  }
+  const lengths = new Int32Array(B);
+  for (let b = 0; b < B; b++) {
+    const v = src[b];
+    if (typeof v !== 'number' || !Number.isInteger(v)) {
+      throw typeError(`options.lengths[${b}]`, 'an integer', v);
+    }
+    if (v < 0 || v > N) throw rangeError(`options.lengths[${b}]`, `an integer in [0, N = ${N}]`, v);
+    lengths[b] = v;
+  }
+  return lengths;
+}
+
+function checkMask(
+  value: unknown,
+  B: number,
+  M: number,
+  mode: Mode,
+): { mask: Uint8Array | null; batched: boolean } {
+  if (value === undefined) return { mask: null, batched: false };
+  const side = mode === 'tokens' ? 'N' : 'D';
+  const expected = `length ${side}*${side} = ${M * M} or B*${side}*${side} = ${B * M * M} (${mode} mode)`;
+  let mask: Uint8Array;
+  if (value instanceof Uint8Array) {
+    if (isDetached(value))
+      throw typeError('options.mask', 'a Uint8Array over a live buffer', 'a detached buffer');
+    mask = value;
+  } else if (Array.isArray(value)) {
+    mask = new Uint8Array(value.length);
+    for (let i = 0; i < value.length; i++) {
+      if (typeof value[i] !== 'boolean')
+        throw typeError(`options.mask[${i}]`, 'a boolean', value[i]);
+      mask[i] = value[i] ? 1 : 0;
+    }
+  } else {
+    throw typeError('options.mask', 'a Uint8Array or an array of booleans', value);
+  }
+  if (mask.length === M * M) return { mask, batched: false };
+  if (mask.length === B * M * M) return { mask, batched: true };
+  throw rangeError('options.mask', expected, value, 'ERR_CONTRANORM_SHAPE');
+}
+
+function checkLayerNorm(
+  value: unknown,
+  D: number,
+): { layerNorm: boolean; weight: Float32Array | null; bias: Float32Array | null; lnEps: number } {
+  if (value === false) return { layerNorm: false, weight: null, bias: null, lnEps: 1e-6 };
+  if (value === undefined || value === true)
+    return { layerNorm: true, weight: null, bias: null, lnEps: 1e-6 };
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw typeError('options.layerNorm', 'an object { weight?, bias?, eps? } or false', value);
+  }
+  for (const key of Object.keys(value)) {
+    if (!LAYER_NORM_KEYS.has(key))
+      throw typeError(`options.layerNorm.${key}`, 'one of weight, bias, eps', 'an unknown option');
+  }
+  const ln = value as { weight?: unknown; bias?: unknown; eps?: unknown };
+  const weight =
+    ln.weight === undefined ? null : checkFloat32('options.layerNorm.weight', ln.weight, D).slice();
+  const bias =
+    ln.bias === undefined ? null : checkFloat32('options.layerNorm.bias', ln.bias, D).slice();
+  const lnEps = checkPositiveFinite('options.layerNorm.eps', ln.eps, 1e-6);
+  return { layerNorm: true, weight, bias, lnEps };
+}
+
+/** Ranges of two views, to refuse an output buffer that overlaps an input. */
+export function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
+  if (a.buffer !== b.buffer) return false;
+  return a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
+}
+
+/** Validates a forward call and resolves every option to its value. */
+export function planForward(
+  x: unknown,
+  shape: unknown,
+  options: unknown,
+): { x: Float32Array; plan: Plan; out: Float32Array | null } {
+  const { B, N, D } = checkShape(shape);
+  const input = checkFloat32('x', x, B * N * D);
+  if (options === undefined) options = {};
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw typeError('options', 'an object', options);
+  }
+  for (const key of Object.keys(options)) {
+    if (!OPTION_KEYS.has(key))
+      throw typeError(`options.${key}`, 'a known option', 'an unknown option');
+  }
+  const o = options as ContraNormOptions & Record<string, unknown>;
+  const mode = checkEnum<Mode>('options.mode', o.mode, ['tokens', 'features'], 'tokens');
+  const M = mode === 'tokens' ? N : D;
+  const scaleParam = checkEnum<ScaleParam>(
+    'options.scaleParam',
+    o.scaleParam,
+    ['linear', 'exp'],
+    'linear',
+  );
+  const scale = checkScale(o.scale, D, scaleParam);
+  const temperature = checkPositiveFinite('options.temperature', o.temperature, 1);
+  const eps = checkPositiveFinite('options.eps', o.eps, 1e-12);
+  const { mask, batched } = checkMask(o.mask, B, M, mode);
+  const ln = checkLayerNorm(o.layerNorm, D);
+  let out: Float32Array | null = null;
+  if (o.out !== undefined) {
+    out = checkFloat32('options.out', o.out, B * N * D);
+    if (overlaps(out, input))
+      throw rangeError('options.out', 'a buffer that does not overlap x', 'an overlapping view');
+  }
+  const plan: Plan = {
+    B,
+    N,
+    D,
+    M,
+    mode,
+    scale,
+    scaleParam,
+    temperature,
+    identity: checkBoolean('options.identity', o.identity, false),
+    dualNorm: checkBoolean('options.dualNorm', o.dualNorm, false),
+    preNorm: checkBoolean('options.preNorm', o.preNorm, false),
+    lengths: checkLengths(o.lengths, B, N),
+    mask,
+    maskBatched: batched,
+    layerNorm: ln.layerNorm,
+    weight: ln.weight,
+    bias: ln.bias,
+    lnEps: ln.lnEps,
+    eps,
+    precision: checkEnum('options.precision', o.precision, ['fp32', 'tf32'], 'fp32'),
+    saveForBackward: checkBoolean('options.saveForBackward', o.saveForBackward, true),
+    backend: resolveBackendName(o.backend),
+  };
+  return { x: input, plan, out };
+}
