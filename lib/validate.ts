@@ -92,7 +92,7 @@ export function checkShape(shape: unknown): { B: number; N: number; D: number } 
     if (!Number.isSafeInteger(v) || v < 0)
       throw rangeError(`shape[${i}]`, 'a non-negative integer', v, 'ERR_CONTRANORM_SHAPE');
   }
-  const [B, N, D] = shape as Shape;
+  const [B, N, D] = shape as unknown as Shape;
   if (B * N * D > 2 ** 32) {
     throw rangeError(
       'shape',
