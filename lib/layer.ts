@@ -23,7 +23,10 @@ export interface ContraNormLayerOptions {
    * channel). Default `0.1`.
    */
   scale?: number | Float32Array;
-  /** `exp` stores `log s`, so `s` stays positive under any update. Default `'linear'`. */
+  /**
+   * `exp` stores `log s`, so `s` stays positive under any update (floored at the smallest
+   * normal float32). Default `'linear'`.
+   */
   scaleParam?: ScaleParam;
   temperature?: number;
   identity?: boolean;
@@ -135,7 +138,8 @@ export class ContraNorm {
     const o = this.options;
     const exp = o.scaleParam === 'exp';
     const s = this.scale.value;
-    const scale = exp ? s.map(Math.exp) : s;
+    // exp(log s) can underflow float32 for a very negative log s: keep s positive
+    const scale = exp ? s.map((v) => Math.max(Math.exp(v), MIN_NORMAL_F32)) : s;
     return contraNorm(x, shape, {
       scale: scale.length === 1 ? scale[0] : scale,
       scaleParam: o.scaleParam,
@@ -164,6 +168,9 @@ export class ContraNorm {
     return grads.dx;
   }
 }
+
+/** The smallest positive normal float32, the floor of s under `scaleParam: 'exp'`. */
+const MIN_NORMAL_F32 = 2 ** -126;
 
 function addInto(target: Float32Array, delta: Float32Array): void {
   for (let i = 0; i < target.length; i++) target[i] += delta[i];

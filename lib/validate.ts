@@ -197,10 +197,10 @@ function checkLengths(value: unknown, B: number, N: number): Int32Array | null {
   const lengths = new Int32Array(B);
   for (let b = 0; b < B; b++) {
     const v = src[b];
-    if (typeof v !== 'number' || !Number.isInteger(v)) {
-      throw typeError(`options.lengths[${b}]`, 'an integer', v);
+    if (typeof v !== 'number') throw typeError(`options.lengths[${b}]`, 'an integer', v);
+    if (!Number.isInteger(v) || v < 0 || v > N) {
+      throw rangeError(`options.lengths[${b}]`, `an integer in [0, N = ${N}]`, v);
     }
-    if (v < 0 || v > N) throw rangeError(`options.lengths[${b}]`, `an integer in [0, N = ${N}]`, v);
     lengths[b] = v;
   }
   return lengths;
