@@ -1,11 +1,29 @@
 /**
- * The functional API: forward and backward, synchronous and as Promises.
+ * The functional API: forward and backward, synchronous and as Promises, on Float32Arrays (any
+ * backend) or on DeviceTensors (CUDA, with no copy through the host).
  */
 import { selectBackend } from './backend.ts';
+import type { BackendImpl, SavedState } from './backend.ts';
+import {
+  backwardOnDevice,
+  backwardOnDeviceAsync,
+  DeviceTensor,
+  forwardOnDevice,
+  forwardOnDeviceAsync,
+} from './device.ts';
 import { rangeError, typeError } from './errors.ts';
 import { ContraNormSaved } from './saved.ts';
-import { checkFloat32, overlaps, planForward } from './validate.ts';
-import type { BackwardOptions, ContraNormGrads, ContraNormOptions, Shape } from './types.ts';
+import { checkDeviceTensor, checkFloat32, overlaps, planForward } from './validate.ts';
+import type { Plan } from './validate.ts';
+import type {
+  BackwardOptions,
+  ContraNormDeviceGrads,
+  ContraNormDeviceOptions,
+  ContraNormGrads,
+  ContraNormOptions,
+  DeviceBackwardOptions,
+  Shape,
+} from './types.ts';
 
 /** What a forward call returns: the output and the context its backward needs. */
 export interface ContraNormResult {
@@ -15,10 +33,23 @@ export interface ContraNormResult {
   saved: ContraNormSaved | null;
 }
 
+/** What a forward call on a `DeviceTensor` returns: `y` stays on the device. */
+export interface ContraNormDeviceResult {
+  /** `[B, N, D]` in device memory; `options.out` when given. */
+  y: DeviceTensor;
+  /** The context for `contraNormBackward`; `null` with `saveForBackward: false`. */
+  saved: ContraNormSaved | null;
+}
+
+function savedOf(impl: BackendImpl, plan: Plan, state: SavedState | null): ContraNormSaved | null {
+  return state === null ? null : new ContraNormSaved(impl, plan, state);
+}
+
 /**
  * ContraNorm forward: `y = LayerNorm(V - s * softmax(xn xn^T / tau) V)` per item.
  *
- * `x` is read in place (any `byteOffset`, `SharedArrayBuffer` backing) and never written.
+ * `x` is read in place (any `byteOffset`, `SharedArrayBuffer` backing) and never written. A
+ * `DeviceTensor` x runs on CUDA and gives `y` as a DeviceTensor.
  *
  * @example
  * const x = new Float32Array(2 * 8 * 16).map(() => Math.random() - 0.5);
@@ -29,16 +60,31 @@ export function contraNorm(
   x: Float32Array,
   shape: Shape | number[],
   options?: ContraNormOptions,
-): ContraNormResult {
+): ContraNormResult;
+export function contraNorm(
+  x: DeviceTensor,
+  shape: Shape | number[],
+  options?: ContraNormDeviceOptions,
+): ContraNormDeviceResult;
+export function contraNorm(
+  x: Float32Array | DeviceTensor,
+  shape: Shape | number[],
+  options?: ContraNormOptions | ContraNormDeviceOptions,
+): ContraNormResult | ContraNormDeviceResult {
   const { x: input, plan, out } = planForward(x, shape, options);
+  if (input instanceof DeviceTensor) {
+    const { y, state, impl } = forwardOnDevice(input, plan, out as DeviceTensor | null);
+    return { y, saved: savedOf(impl, plan, state) };
+  }
   const impl = selectBackend(plan.backend);
-  const { y, state } = impl.forward(input, plan, out);
-  return { y, saved: state === null ? null : new ContraNormSaved(impl, plan, state) };
+  const { y, state } = impl.forward(input, plan, out as Float32Array | null);
+  return { y, saved: savedOf(impl, plan, state) };
 }
 
 /**
  * ContraNorm backward: the gradients for `x`, the scale and the LayerNorm weight and bias,
  * given `dy` (`[B, N, D]`, the gradient of the loss for `y`) and the forward call's `saved`.
+ * A `DeviceTensor` dy (for a context made on CUDA) gives `dx` as a DeviceTensor.
  *
  * @example
  * const { y, saved } = contraNorm(x, [B, N, D], { scale: new Float32Array(D).fill(0.1) });
@@ -48,9 +94,21 @@ export function contraNormBackward(
   dy: Float32Array,
   saved: ContraNormSaved,
   options?: BackwardOptions,
-): ContraNormGrads {
+): ContraNormGrads;
+export function contraNormBackward(
+  dy: DeviceTensor,
+  saved: ContraNormSaved,
+  options?: DeviceBackwardOptions,
+): ContraNormDeviceGrads;
+export function contraNormBackward(
+  dy: Float32Array | DeviceTensor,
+  saved: ContraNormSaved,
+  options?: BackwardOptions | DeviceBackwardOptions,
+): ContraNormGrads | ContraNormDeviceGrads {
   const { impl, plan, state, grad, out } = planBackward(dy, saved, options);
-  return impl.backward(grad, plan, state, out);
+  if (grad instanceof DeviceTensor)
+    return backwardOnDevice(grad, state, out as DeviceTensor | null);
+  return impl.backward(grad, plan, state, out as Float32Array | null);
 }
 
 /**
@@ -58,25 +116,52 @@ export function contraNormBackward(
  * stays free; on the CPU path it runs on the calling thread after the current tick.
  * Do not modify `x` or `options` buffers until the Promise settles.
  */
-export async function contraNormAsync(
+export function contraNormAsync(
   x: Float32Array,
   shape: Shape | number[],
   options?: ContraNormOptions,
-): Promise<ContraNormResult> {
+): Promise<ContraNormResult>;
+export function contraNormAsync(
+  x: DeviceTensor,
+  shape: Shape | number[],
+  options?: ContraNormDeviceOptions,
+): Promise<ContraNormDeviceResult>;
+export async function contraNormAsync(
+  x: Float32Array | DeviceTensor,
+  shape: Shape | number[],
+  options?: ContraNormOptions | ContraNormDeviceOptions,
+): Promise<ContraNormResult | ContraNormDeviceResult> {
   const { x: input, plan, out } = planForward(x, shape, options);
+  if (input instanceof DeviceTensor) {
+    const { y, state, impl } = await forwardOnDeviceAsync(input, plan, out as DeviceTensor | null);
+    return { y, saved: savedOf(impl, plan, state) };
+  }
   const impl = selectBackend(plan.backend);
-  const { y, state } = await impl.forwardAsync(input, plan, out);
-  return { y, saved: state === null ? null : new ContraNormSaved(impl, plan, state) };
+  const { y, state } = await impl.forwardAsync(input, plan, out as Float32Array | null);
+  return { y, saved: savedOf(impl, plan, state) };
 }
 
 /** `contraNormBackward` as a Promise; see `contraNormAsync` for where the work runs. */
-export async function contraNormBackwardAsync(
+export function contraNormBackwardAsync(
   dy: Float32Array,
   saved: ContraNormSaved,
   options?: BackwardOptions,
-): Promise<ContraNormGrads> {
+): Promise<ContraNormGrads>;
+export function contraNormBackwardAsync(
+  dy: DeviceTensor,
+  saved: ContraNormSaved,
+  options?: DeviceBackwardOptions,
+): Promise<ContraNormDeviceGrads>;
+export async function contraNormBackwardAsync(
+  dy: Float32Array | DeviceTensor,
+  saved: ContraNormSaved,
+  options?: BackwardOptions | DeviceBackwardOptions,
+): Promise<ContraNormGrads | ContraNormDeviceGrads> {
   const { impl, plan, state, grad, out } = planBackward(dy, saved, options);
-  return impl.backwardAsync(grad, plan, state, out);
+  if (grad instanceof DeviceTensor) {
+    return backwardOnDeviceAsync(grad, state, out as DeviceTensor | null);
+  }
+  return impl.backwardAsync(grad, plan, state, out as Float32Array | null);
 }
 
 function planBackward(dy: unknown, saved: unknown, options: unknown) {
@@ -85,7 +170,8 @@ function planBackward(dy: unknown, saved: unknown, options: unknown) {
   }
   const { impl, plan, state } = saved.unpack();
   const { B, N, D } = plan;
-  const grad = checkFloat32('dy', dy);
+  const onDevice = dy instanceof DeviceTensor;
+  const grad = onDevice ? checkDeviceTensor('dy', dy) : checkFloat32('dy', dy);
   if (grad.length !== B * N * D) {
     throw rangeError(
       'dy',
@@ -93,6 +179,9 @@ function planBackward(dy: unknown, saved: unknown, options: unknown) {
       dy,
       'ERR_CONTRANORM_SHAPE',
     );
+  }
+  if (onDevice && impl.name !== 'cuda') {
+    throw typeError('dy', 'a Float32Array for a context made on the CPU path', dy);
   }
   if (options === undefined) options = {};
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
@@ -102,11 +191,14 @@ function planBackward(dy: unknown, saved: unknown, options: unknown) {
     if (key !== 'out')
       throw typeError(`options.${key}`, 'a known option (out)', 'an unknown option');
   }
-  let out: Float32Array | null = null;
-  const o = options as BackwardOptions;
-  if (o.out !== undefined) {
+  let out: Float32Array | DeviceTensor | null = null;
+  const o = options as { out?: unknown };
+  if (o.out !== undefined && grad instanceof DeviceTensor) {
+    out = checkDeviceTensor('options.out', o.out, B * N * D);
+    if (out === grad) throw rangeError('options.out', 'a DeviceTensor other than dy', 'dy itself');
+  } else if (o.out !== undefined) {
     out = checkFloat32('options.out', o.out, B * N * D);
-    if (overlaps(out, grad)) {
+    if (overlaps(out, grad as Float32Array)) {
       throw rangeError('options.out', 'a buffer that does not overlap dy', 'an overlapping view');
     }
   }

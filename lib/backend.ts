@@ -61,6 +61,12 @@ export function selectBackend(name: BackendName): BackendImpl {
   if (!loggedFallback) {
     loggedFallback = true;
     log('auto backend runs on the CPU path: %s', cuda.info.reason);
+    // a GPU that answered but cannot run is worth the one warning the library prints
+    if (cuda.gpuPresent) {
+      process.emitWarning(`contranorm runs on the CPU path: ${cuda.info.reason}`, {
+        code: 'CONTRANORM_CPU_FALLBACK',
+      });
+    }
   }
   return cpuBackend;
 }

@@ -9,8 +9,9 @@
  *   y  = LayerNorm(z)
  */
 export { contraNorm, contraNormAsync, contraNormBackward, contraNormBackwardAsync } from './api.ts';
-export type { ContraNormResult } from './api.ts';
+export type { ContraNormDeviceResult, ContraNormResult } from './api.ts';
 export { backendInfo } from './backend.ts';
+export { DeviceTensor } from './device.ts';
 export { ContraNorm } from './layer.ts';
 export type { ContraNormLayerOptions, LayerCallOptions, Parameter } from './layer.ts';
 export { ContraNormError } from './errors.ts';

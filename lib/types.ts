@@ -2,6 +2,7 @@
  * Public types of contranorm. Dimension letters are fixed everywhere: B items, N rows (tokens
  * or nodes) per item, D channels. Every buffer is row-major.
  */
+import type { DeviceTensor } from './device.ts';
 
 /** `[B, N, D]`: B items of N rows of D channels. */
 export type Shape = readonly [B: number, N: number, D: number];
@@ -90,6 +91,24 @@ export interface ContraNormGrads {
   dWeight?: Float32Array;
   /** Gradient for the LayerNorm bias, present when a bias was given. */
   dBias?: Float32Array;
+}
+
+/** Options of a forward call on a `DeviceTensor`: the same, with `out` a DeviceTensor. */
+export interface ContraNormDeviceOptions extends Omit<ContraNormOptions, 'out'> {
+  /** A DeviceTensor of length B*N*D for `y`, other than x. Default: a new DeviceTensor. */
+  out?: DeviceTensor;
+}
+
+/** Options of a backward call whose `dy` is a `DeviceTensor`. */
+export interface DeviceBackwardOptions {
+  /** A DeviceTensor of length B*N*D for `dx`, other than dy. Default: a new DeviceTensor. */
+  out?: DeviceTensor;
+}
+
+/** Gradients of a backward call whose `dy` is a `DeviceTensor`: `dx` stays on the device. */
+export interface ContraNormDeviceGrads extends Omit<ContraNormGrads, 'dx'> {
+  /** Gradient for `x`, `[B, N, D]`, in device memory. */
+  dx: DeviceTensor;
 }
 
 /** What `backendInfo()` reports. */

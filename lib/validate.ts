@@ -2,7 +2,8 @@
  * Argument checks and option defaults. Every public entry point runs its arguments through
  * here first, so the backends receive a `Plan` whose every field is known to be valid.
  */
-import { rangeError, typeError } from './errors.ts';
+import { DeviceTensor } from './device.ts';
+import { ContraNormError, rangeError, typeError } from './errors.ts';
 import type { BackendName, ContraNormOptions, Mode, ScaleParam, Shape } from './types.ts';
 
 /** A forward call with its options resolved, copied where the backward needs them later. */
@@ -76,6 +77,23 @@ export function checkFloat32(name: string, value: unknown, length?: number): Flo
     throw typeError(name, 'a Float32Array over a live buffer', 'a detached buffer');
   if (length !== undefined && value.length !== length) {
     throw rangeError(name, `length ${length}`, value, 'ERR_CONTRANORM_SHAPE');
+  }
+  return value;
+}
+
+/** Checks that `value` is a live `DeviceTensor`, of `length` elements when given. */
+export function checkDeviceTensor(name: string, value: unknown, length?: number): DeviceTensor {
+  if (!(value instanceof DeviceTensor)) throw typeError(name, 'a DeviceTensor', value);
+  if (value.disposed) {
+    throw new ContraNormError('ERR_CONTRANORM_DISPOSED', `${name}: this DeviceTensor was disposed`);
+  }
+  if (length !== undefined && value.length !== length) {
+    throw rangeError(
+      name,
+      `length ${length}`,
+      `a DeviceTensor of length ${value.length}`,
+      'ERR_CONTRANORM_SHAPE',
+    );
   }
   return value;
 }
@@ -269,9 +287,10 @@ export function planForward(
   x: unknown,
   shape: unknown,
   options: unknown,
-): { x: Float32Array; plan: Plan; out: Float32Array | null } {
+): { x: Float32Array | DeviceTensor; plan: Plan; out: Float32Array | DeviceTensor | null } {
   const { B, N, D } = checkShape(shape);
-  const input = checkFloat32('x', x, B * N * D);
+  const onDevice = x instanceof DeviceTensor;
+  const input = onDevice ? checkDeviceTensor('x', x, B * N * D) : checkFloat32('x', x, B * N * D);
   if (options === undefined) options = {};
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
     throw typeError('options', 'an object', options);
@@ -294,10 +313,13 @@ export function planForward(
   const eps = checkPositiveFinite('options.eps', o.eps, 1e-12);
   const { mask, batched } = checkMask(o.mask, B, M, mode);
   const ln = checkLayerNorm(o.layerNorm, D);
-  let out: Float32Array | null = null;
-  if (o.out !== undefined) {
+  let out: Float32Array | DeviceTensor | null = null;
+  if (o.out !== undefined && input instanceof DeviceTensor) {
+    out = checkDeviceTensor('options.out', o.out, B * N * D);
+    if (out === input) throw rangeError('options.out', 'a DeviceTensor other than x', 'x itself');
+  } else if (o.out !== undefined) {
     out = checkFloat32('options.out', o.out, B * N * D);
-    if (overlaps(out, input))
+    if (overlaps(out, input as Float32Array))
       throw rangeError('options.out', 'a buffer that does not overlap x', 'an overlapping view');
   }
   const plan: Plan = {
@@ -324,5 +346,12 @@ export function planForward(
     saveForBackward: checkBoolean('options.saveForBackward', o.saveForBackward, true),
     backend: resolveBackendName(o.backend),
   };
+  if (onDevice && plan.backend === 'cpu') {
+    throw rangeError(
+      'options.backend',
+      "'auto' or 'cuda' for a DeviceTensor x (from the option or CONTRANORM_BACKEND)",
+      plan.backend,
+    );
+  }
   return { x: input, plan, out };
 }
