@@ -1,5 +1,6 @@
 // Module entry: the addon instance with probe(), memoryStats(), emptyCache(), the operations of
-// addon_ops.cc, and the DeviceBuffer and Saved classes; plus the error and argument helpers.
+// addon_ops.cc, the internal benchmark hooks of addon_bench.cc, and the DeviceBuffer and Saved
+// classes; plus the error and argument helpers.
 #include "addon.h"
 
 namespace contranorm::addon {
@@ -74,6 +75,12 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
                            InstanceMethod("forwardAsync", &Addon::ForwardAsync),
                            InstanceMethod("backward", &Addon::Backward),
                            InstanceMethod("backwardAsync", &Addon::BackwardAsync),
+                           InstanceMethod("_benchTiming", &Addon::BenchTiming),
+                           InstanceMethod("_benchTake", &Addon::BenchTake),
+                           InstanceMethod("_benchDevice", &Addon::BenchDevice),
+                           InstanceMethod("_benchGemm", &Addon::BenchGemm),
+                           InstanceMethod("_benchCopy", &Addon::BenchCopy),
+                           InstanceMethod("_benchResetPeak", &Addon::BenchResetPeak),
                            InstanceValue("DeviceBuffer", deviceBufferClass),
                            InstanceValue("Saved", savedClass),
                            InstanceValue("version", Napi::String::New(env, CONTRANORM_VERSION)),
@@ -113,6 +120,7 @@ Napi::Value Addon::MemoryStats(const Napi::CallbackInfo& info) {
   out.Set("reservedBytes", Napi::Number::New(env, static_cast<double>(s.reservedBytes)));
   out.Set("allocatedBytes", Napi::Number::New(env, static_cast<double>(s.allocatedBytes)));
   out.Set("peakReservedBytes", Napi::Number::New(env, static_cast<double>(s.peakReservedBytes)));
+  out.Set("peakAllocatedBytes", Napi::Number::New(env, static_cast<double>(s.peakAllocatedBytes)));
   out.Set("mallocCalls", Napi::Number::New(env, static_cast<double>(s.mallocCalls)));
   out.Set("freeCalls", Napi::Number::New(env, static_cast<double>(s.freeCalls)));
   return out;

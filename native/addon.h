@@ -29,6 +29,13 @@ class Addon : public Napi::Addon<Addon> {
   Napi::Value ForwardAsync(const Napi::CallbackInfo& info);
   Napi::Value Backward(const Napi::CallbackInfo& info);
   Napi::Value BackwardAsync(const Napi::CallbackInfo& info);
+  // addon_bench.cc: internal, for bench/gpu/bench.ts only
+  Napi::Value BenchTiming(const Napi::CallbackInfo& info);
+  Napi::Value BenchTake(const Napi::CallbackInfo& info);
+  Napi::Value BenchDevice(const Napi::CallbackInfo& info);
+  Napi::Value BenchGemm(const Napi::CallbackInfo& info);
+  Napi::Value BenchCopy(const Napi::CallbackInfo& info);
+  Napi::Value BenchResetPeak(const Napi::CallbackInfo& info);
 };
 
 /** `DeviceBuffer`: a float array in device memory, freed by dispose() or, failing that, by GC. */

@@ -112,8 +112,10 @@ struct MemoryStats {
   size_t reservedBytes = 0;
   /** Bytes handed out and not yet returned. */
   size_t allocatedBytes = 0;
-  /** The most `reservedBytes` ever was. */
+  /** The most `reservedBytes` was, since the start or bench::resetPeakMemory(). */
   size_t peakReservedBytes = 0;
+  /** The most `allocatedBytes` was, since the start or bench::resetPeakMemory(). */
+  size_t peakAllocatedBytes = 0;
   /** cudaMalloc and cudaFree calls so far. */
   size_t mallocCalls = 0;
   size_t freeCalls = 0;
@@ -123,5 +125,54 @@ MemoryStats memoryStats();
 
 /** Returns every cached, unused block to the device. */
 void emptyCache();
+
+/**
+ * Internal: what the GPU benchmark (bench/gpu/bench.ts) measures with. Not part of the package's
+ * API; nothing else calls it. Timing is process-wide: one benchmark drives it at a time.
+ */
+namespace bench {
+
+/** Which operation a timed call was. */
+enum class Op { kForward, kBackward };
+
+/** One timed call, in milliseconds from the start of the first call of the same take. */
+struct CallTime {
+  Op op = Op::kForward;
+  double startMs = 0;
+  double endMs = 0;
+  /** Time inside the call's cuBLAS products (level 2), and how many there were. */
+  double productMs = 0;
+  int products = 0;
+};
+
+/** What calls record from now on: 0 nothing, 1 each call, 2 each call and each product. */
+void setTiming(int level);
+
+/** The calls recorded since the last take, in the order they finished; clears them. */
+std::vector<CallTime> takeTimes();
+
+/** What the benchmark needs to know of device 0. */
+struct DeviceFacts {
+  size_t l2Bytes = 0;
+  int smCount = 0;
+  size_t freeBytes = 0;
+  size_t totalBytes = 0;
+};
+
+DeviceFacts deviceFacts();
+
+/**
+ * Milliseconds of each of `reps` row-major n x n x n single-precision products through cuBLAS
+ * (tf32: tensor cores allowed), after one untimed product; CUDA events on a leased stream.
+ */
+std::vector<double> timeGemm(int64_t n, bool tf32, int reps);
+
+/** Milliseconds of each of `reps` device-to-device copies of `bytes`, after one untimed copy. */
+std::vector<double> timeCopy(size_t bytes, int reps);
+
+/** Starts the peaks of MemoryStats again from the current figures. */
+void resetPeakMemory();
+
+}  // namespace bench
 
 }  // namespace contranorm

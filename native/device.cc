@@ -3,6 +3,7 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -76,7 +77,7 @@ class Pool {
       void* ptr = it->second;
       *held = it->first;
       cached_.erase(it);
-      stats_.allocatedBytes += *held;
+      addAllocated(*held);
       return ptr;
     }
 
@@ -99,7 +100,7 @@ class Pool {
                   bytes);
     }
     *held = rounded;
-    stats_.allocatedBytes += rounded;
+    addAllocated(rounded);
     return ptr;
   }
 
@@ -119,7 +120,18 @@ class Pool {
     return stats_;
   }
 
+  void resetPeaks() {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.peakAllocatedBytes = stats_.allocatedBytes;
+    stats_.peakReservedBytes = stats_.reservedBytes;
+  }
+
  private:
+  void addAllocated(size_t bytes) {
+    stats_.allocatedBytes += bytes;
+    stats_.peakAllocatedBytes = std::max(stats_.peakAllocatedBytes, stats_.allocatedBytes);
+  }
+
   /** cudaMalloc, or null when the device is out of memory; other failures throw. */
   void* tryMalloc(size_t bytes) {
     void* ptr = nullptr;
@@ -442,6 +454,10 @@ MemoryStats memoryStats() {
 
 void emptyCache() {
   pool().emptyCache();
+}
+
+void bench::resetPeakMemory() {
+  pool().resetPeaks();
 }
 
 }  // namespace contranorm

@@ -17,6 +17,7 @@
 #include "cuda_check.h"
 #include "device.h"
 #include "kernels.h"
+#include "timing.h"
 
 namespace contranorm {
 
@@ -80,6 +81,7 @@ void gemm(CallScope& scope, bool tf32, int64_t m, int64_t n, int64_t k, Operand 
   const int ldci = toInt(ldc, "a leading dimension");
   const float alpha = 1.f;
   const int compute = tf32 ? blas::kCompute32FFastTF32 : blas::kCompute32F;
+  timing::productBegin(scope.stream());
   for (int64_t first = 0; first < batch; first += kMaxBatch) {
     const int count = static_cast<int>(std::min(kMaxBatch, batch - first));
     CN_CUBLAS_CHECK(api.cublasGemmStridedBatchedEx(
@@ -88,6 +90,7 @@ void gemm(CallScope& scope, bool tf32, int64_t m, int64_t n, int64_t k, Operand 
         A.ptr + first * A.stride, blas::kR32F, lda, A.stride, &beta, C + first * strideC,
         blas::kR32F, ldci, strideC, count, compute, blas::kGemmDefault));
   }
+  timing::productEnd(scope.stream());
 }
 
 /** A device copy of `count` values, owned by `dst`. */
@@ -164,6 +167,7 @@ SavedPtr forward(const ForwardDesc& f, const Input& xIn, const Output& yOut) {
     return f.save ? saved : nullptr;
 
   CallScope scope;
+  timing::CallTimer timer(scope.stream(), bench::Op::kForward);
   cudaStream_t stream = scope.stream();
   Saved& s = *saved;
 
@@ -244,6 +248,7 @@ SavedPtr forward(const ForwardDesc& f, const Input& xIn, const Output& yOut) {
     CN_CUDA_CHECK(
         cudaMemcpyAsync(yOut.host, y, elems * sizeof(float), cudaMemcpyDeviceToHost, stream));
   }
+  timer.finish();
   scope.synchronize();
   return f.save ? saved : nullptr;
 }
@@ -263,6 +268,7 @@ Grads backward(const Saved& s, const Input& dyIn, const Output& dxOut) {
     return grads;
 
   CallScope scope;
+  timing::CallTimer timer(scope.stream(), bench::Op::kBackward);
   cudaStream_t stream = scope.stream();
   const int32_t* lengths = s.lengths.as<int32_t>();
   const float* xn = s.xn.as<float>();
@@ -341,6 +347,7 @@ Grads backward(const Saved& s, const Input& dyIn, const Output& dxOut) {
   std::vector<double> host(3 * D);
   CN_CUDA_CHECK(cudaMemcpyAsync(host.data(), sums, host.size() * sizeof(double),
                                 cudaMemcpyDeviceToHost, stream));
+  timer.finish();
   scope.synchronize();
 
   // parameter gradients: ds per channel (summed for a scalar s; times s for log s)

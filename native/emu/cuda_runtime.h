@@ -35,6 +35,8 @@ constexpr unsigned cudaStreamNonBlocking = 1;
 
 struct CUstream_st;
 typedef CUstream_st* cudaStream_t;
+struct CUevent_st;
+typedef CUevent_st* cudaEvent_t;
 
 struct dim3 {
   unsigned x, y, z;
@@ -46,6 +48,8 @@ struct cudaDeviceProp {
   size_t totalGlobalMem;
   int major;
   int minor;
+  int multiProcessorCount;
+  int l2CacheSize;
 };
 
 cudaError_t cudaMalloc(void** ptr, size_t bytes);
@@ -62,6 +66,11 @@ cudaError_t cudaRuntimeGetVersion(int* version);
 cudaError_t cudaDriverGetVersion(int* version);
 cudaError_t cudaGetDeviceCount(int* count);
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device);
+cudaError_t cudaEventCreate(cudaEvent_t* event);
+cudaError_t cudaEventDestroy(cudaEvent_t event);
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream = nullptr);
+cudaError_t cudaEventSynchronize(cudaEvent_t event);
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end);
 const char* cudaGetErrorName(cudaError_t status);
 const char* cudaGetErrorString(cudaError_t status);
 
