@@ -71,10 +71,37 @@ export interface NativeMemoryStats {
   reservedBytes: number;
   /** Bytes in use. */
   allocatedBytes: number;
+  /** The most `reservedBytes` was, since the start or `_benchResetPeak()`. */
   peakReservedBytes: number;
+  /** The most `allocatedBytes` was, since the start or `_benchResetPeak()`. */
+  peakAllocatedBytes: number;
   /** cudaMalloc and cudaFree calls so far. */
   mallocCalls: number;
   freeCalls: number;
+}
+
+/**
+ * @internal One call timed by the benchmark hooks: CUDA events on the call's stream, in
+ * milliseconds from the start of the first call of the same `_benchTake()`.
+ */
+export interface NativeCallTime {
+  op: 'forward' | 'backward';
+  /** When the call's first operation began and its last one ended. */
+  startMs: number;
+  endMs: number;
+  /** Time inside its cuBLAS products, and how many there were (timing level 2; else 0). */
+  productMs: number;
+  products: number;
+}
+
+/** @internal What the benchmark needs to know of device 0. */
+export interface NativeBenchDevice {
+  l2Bytes: number;
+  /** Streaming multiprocessors. */
+  smCount: number;
+  /** `cudaMemGetInfo`: free and total device memory. */
+  freeBytes: number;
+  totalBytes: number;
 }
 
 /**
@@ -99,6 +126,23 @@ export interface NativeAddon {
   emptyCache(): void;
   /** `new DeviceBuffer(length)`: uninitialized device memory; throws where CUDA cannot run. */
   DeviceBuffer: new (length: number) => NativeDeviceBuffer;
+
+  // Internal hooks of the GPU benchmark (bench/gpu/bench.ts); no part of the package's API.
+  /**
+   * @internal What forward and backward calls record from now on: 0 nothing (the default), 1 CUDA
+   * events around each call, 2 also around each cuBLAS product. Process-wide.
+   */
+  _benchTiming(level: 0 | 1 | 2): void;
+  /** @internal The calls recorded since the last take, in the order they finished. */
+  _benchTake(): NativeCallTime[];
+  /** @internal L2 size, multiprocessors and free memory of device 0. */
+  _benchDevice(): NativeBenchDevice;
+  /** @internal Milliseconds of each of `reps` n x n x n fp32 (or tf32) cuBLAS products. */
+  _benchGemm(n: number, tf32: boolean, reps: number): number[];
+  /** @internal Milliseconds of each of `reps` device-to-device copies of `bytes`. */
+  _benchCopy(bytes: number, reps: number): number[];
+  /** @internal Starts the peaks of `memoryStats()` again from the current figures. */
+  _benchResetPeak(): void;
 }
 
 /** The result of loading: the addon, or why it could not be loaded. */
@@ -106,6 +150,14 @@ export type NativeLoad = { addon: NativeAddon; error: null } | { addon: null; er
 
 /** The package root: one folder above this file, in lib/ as in dist/. */
 export const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** The command that builds the module from source in an installed package (its `bin`). */
+export const BUILD_COMMAND = 'npx contranorm-build';
+
+/** Ends the reason when no module loads: how to build one. */
+const BUILD_HINT =
+  `\`${BUILD_COMMAND}\` builds one from source ` +
+  '(needs the CUDA toolkit, CMake and a C++ compiler)';
 
 let loaded: NativeLoad | null = null;
 
@@ -116,15 +168,23 @@ let loaded: NativeLoad | null = null;
  */
 export function loadNative(): NativeLoad {
   if (loaded !== null) return loaded;
+  const file = process.env.CONTRANORM_NATIVE_PATH;
   try {
     const require = createRequire(import.meta.url);
-    const file = process.env.CONTRANORM_NATIVE_PATH;
     const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
     const addon = (file ? require(resolve(file)) : nodeGypBuild(packageRoot)) as NativeAddon;
     log('native module %s loaded from %s', addon.version, file || packageRoot);
     loaded = { addon, error: null };
   } catch (err) {
-    const message = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    let message = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    // node-gyp-build found neither a local build nor a prebuild for this platform, or the one
+    // it found does not load here (an older C library, say)
+    const platform = `${process.platform}-${process.arch}`;
+    if (message.startsWith('No native build was found')) {
+      message = `no prebuilt binary for ${platform} and no local build; ${BUILD_HINT}`;
+    } else if (!file) {
+      message = `${message}; ${BUILD_HINT}`;
+    }
     log('native module not loaded: %s', message);
     loaded = { addon: null, error: message };
   }

@@ -426,6 +426,8 @@ describe('the GPU check (bench/gpu/check.sh)', () => {
       'backend',
       'tests',
       'memcheck',
+      'bench',
+      'torch',
     ]);
   });
 
