@@ -33,7 +33,7 @@ flags=(-std=c++20 -O2 -g -fPIC -Wall -Wno-unused-function -Wno-unknown-pragmas -
   -DNAPI_VERSION=8 -DNAPI_CPP_EXCEPTIONS -DNODE_ADDON_API_DISABLE_DEPRECATED
   -DCONTRANORM_VERSION="\"$version\"")
 g++ "${flags[@]}" -shared -o "$out/contranorm.node" native/addon.cc native/addon_bench.cc \
-  native/addon_ops.cc native/addon_tensor.cc native/cublas_loader.cc native/device.cc \
+  native/addon_ops.cc native/addon_tensor.cc native/cublas_loader.cc native/device.cc native/glibc_compat.cc \
   native/ops.cc native/timing.cc "$out"/src/*.cc native/emu/emu.cc -ldl
 g++ -std=c++17 -O2 -fPIC -shared -o "$out/lib/libcublas.so.13" native/emu/cublas.cc
 echo 'void contranorm_emu_driver(void) {}' | gcc -x c -fPIC -shared -o "$out/lib/libcuda.so.1" -
