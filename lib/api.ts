@@ -11,7 +11,7 @@ import {
   forwardOnDevice,
   forwardOnDeviceAsync,
 } from './device.ts';
-import { rangeError, typeError } from './errors.ts';
+import { Phrase, rangeError, typeError, unknownOption } from './errors.ts';
 import { ContraNormSaved } from './saved.ts';
 import { checkDeviceTensor, checkFloat32, overlaps, planForward } from './validate.ts';
 import type { Plan } from './validate.ts';
@@ -188,18 +188,22 @@ function planBackward(dy: unknown, saved: unknown, options: unknown) {
     throw typeError('options', 'an object', options);
   }
   for (const key of Object.keys(options)) {
-    if (key !== 'out')
-      throw typeError(`options.${key}`, 'a known option (out)', 'an unknown option');
+    if (key !== 'out') throw unknownOption(`options.${key}`, ['out']);
   }
   let out: Float32Array | DeviceTensor | null = null;
   const o = options as { out?: unknown };
   if (o.out !== undefined && grad instanceof DeviceTensor) {
     out = checkDeviceTensor('options.out', o.out, B * N * D);
-    if (out === grad) throw rangeError('options.out', 'a DeviceTensor other than dy', 'dy itself');
+    if (out === grad)
+      throw rangeError('options.out', 'a DeviceTensor other than dy', new Phrase('dy itself'));
   } else if (o.out !== undefined) {
     out = checkFloat32('options.out', o.out, B * N * D);
     if (overlaps(out, grad as Float32Array)) {
-      throw rangeError('options.out', 'a buffer that does not overlap dy', 'an overlapping view');
+      throw rangeError(
+        'options.out',
+        'a buffer that does not overlap dy',
+        new Phrase('an overlapping view'),
+      );
     }
   }
   return { impl, plan, state, grad, out };

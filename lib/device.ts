@@ -35,6 +35,8 @@ function checkDims(shape: unknown, length: number): readonly number[] {
   return Object.freeze([...(shape as number[])]);
 }
 
+const TENSOR_BRAND = Symbol.for('contranorm.DeviceTensor');
+
 /**
  * Float32 data in GPU memory. `dispose()` frees it at once; a tensor that is never disposed is
  * freed when it is garbage-collected, which is a safety net only: GPU memory runs out long before
@@ -47,16 +49,25 @@ function checkDims(shape: unknown, length: number): readonly number[] {
  * x.dispose(); y.dispose(); saved?.dispose();
  */
 export class DeviceTensor {
+  /** True for a tensor of this package, from its ESM or its CommonJS copy alike. */
+  static [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === 'object' && value !== null && TENSOR_BRAND in value;
+  }
+
   /** Number of float32 elements. */
   readonly length: number;
   /** Dimensions given at creation (default `[length]`); their product is `length`. */
   readonly shape: readonly number[];
   #buffer: NativeDeviceBuffer | null;
+  /** Calls reading the tensor that have not settled, and whether one is writing it. */
+  #readers = 0;
+  #writing = false;
 
   private constructor(buffer: NativeDeviceBuffer, shape: readonly number[]) {
     this.#buffer = buffer;
     this.length = buffer.length;
     this.shape = shape;
+    Object.defineProperty(this, TENSOR_BRAND, { value: true });
   }
 
   /**
@@ -95,8 +106,36 @@ export class DeviceTensor {
   download(out?: Float32Array): Float32Array {
     const dst =
       out === undefined ? new Float32Array(this.length) : checkFloat32('out', out, this.length);
-    this.buffer.download(dst);
+    const release = this.use('DeviceTensor', false);
+    try {
+      this.buffer.download(dst);
+    } finally {
+      release();
+    }
     return dst;
+  }
+
+  /**
+   * @internal Marks the tensor in use by a call until the returned function runs. Calls on
+   * different streams are not ordered with each other, so a write while any call is using the
+   * tensor, or any use while a call is writing it, throws `ERR_CONTRANORM_BUSY` instead of racing.
+   */
+  use(name: string, write: boolean): () => void {
+    if (this.#writing || (write && this.#readers > 0)) {
+      throw new ContraNormError(
+        'ERR_CONTRANORM_BUSY',
+        `${name}: this DeviceTensor is in use by a call that has not settled; await that call first`,
+      );
+    }
+    if (write) this.#writing = true;
+    else this.#readers++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (write) this.#writing = false;
+      else this.#readers--;
+    };
   }
 
   /** Frees the GPU memory now. Work already running on the tensor keeps it until it ends. */
@@ -132,13 +171,53 @@ function gradsOf(g: NativeGrads, dx: DeviceTensor): ContraNormDeviceGrads {
   return grads;
 }
 
-/** Disposes `made` (an output this call created) when `run` fails. */
-async function orDispose<T>(made: DeviceTensor | null, run: () => Promise<T>): Promise<T> {
+/** Marks `tensors` in use (each `[tensor, name, write]`); the returned function releases all. */
+function useAll(tensors: [DeviceTensor, string, boolean][]): () => void {
+  const releases: (() => void)[] = [];
   try {
+    for (const [tensor, name, write] of tensors) releases.push(tensor.use(name, write));
+  } catch (err) {
+    for (const release of releases) release();
+    throw err;
+  }
+  return () => {
+    for (const release of releases) release();
+  };
+}
+
+/** Runs `run` with the tensors in use, and disposes `made` (an output it created) on failure. */
+async function guarded<T>(
+  tensors: [DeviceTensor, string, boolean][],
+  made: DeviceTensor | null,
+  run: () => Promise<T>,
+): Promise<T> {
+  let release: () => void = () => {};
+  try {
+    release = useAll(tensors);
     return await run();
   } catch (err) {
     made?.dispose();
     throw err;
+  } finally {
+    release();
+  }
+}
+
+/** Runs `run` with the tensors in use, and disposes `made` (an output it created) on failure. */
+function guardedSync<T>(
+  tensors: [DeviceTensor, string, boolean][],
+  made: DeviceTensor | null,
+  run: () => T,
+): T {
+  let release: () => void = () => {};
+  try {
+    release = useAll(tensors);
+    return run();
+  } catch (err) {
+    made?.dispose();
+    throw err;
+  } finally {
+    release();
   }
 }
 
@@ -151,12 +230,11 @@ export function forwardOnDevice(
   const { impl, ops } = requireCuda();
   const made = out === null ? DeviceTensor.empty(x.length, [plan.B, plan.N, plan.D]) : null;
   const y = out ?? made!;
-  try {
-    return { y, state: ops.forward(x.buffer, plan, y.buffer), impl };
-  } catch (err) {
-    made?.dispose();
-    throw err;
-  }
+  const use: [DeviceTensor, string, boolean][] = [
+    [x, 'x', false],
+    [y, 'options.out', true],
+  ];
+  return guardedSync(use, made, () => ({ y, state: ops.forward(x.buffer, plan, y.buffer), impl }));
 }
 
 /** @internal `forwardOnDevice` as a Promise, off the JavaScript thread. */
@@ -168,7 +246,11 @@ export async function forwardOnDeviceAsync(
   const { impl, ops } = requireCuda();
   const made = out === null ? DeviceTensor.empty(x.length, [plan.B, plan.N, plan.D]) : null;
   const y = out ?? made!;
-  return orDispose(made, async () => ({
+  const use: [DeviceTensor, string, boolean][] = [
+    [x, 'x', false],
+    [y, 'options.out', true],
+  ];
+  return guarded(use, made, async () => ({
     y,
     state: await ops.forwardAsync(x.buffer, plan, y.buffer),
     impl,
@@ -184,12 +266,11 @@ export function backwardOnDevice(
   const { ops } = requireCuda();
   const made = out === null ? DeviceTensor.empty(dy.length, dy.shape) : null;
   const dx = out ?? made!;
-  try {
-    return gradsOf(ops.backward(dy.buffer, state, dx.buffer), dx);
-  } catch (err) {
-    made?.dispose();
-    throw err;
-  }
+  const use: [DeviceTensor, string, boolean][] = [
+    [dy, 'dy', false],
+    [dx, 'options.out', true],
+  ];
+  return guardedSync(use, made, () => gradsOf(ops.backward(dy.buffer, state, dx.buffer), dx));
 }
 
 /** @internal `backwardOnDevice` as a Promise, off the JavaScript thread. */
@@ -201,7 +282,11 @@ export async function backwardOnDeviceAsync(
   const { ops } = requireCuda();
   const made = out === null ? DeviceTensor.empty(dy.length, dy.shape) : null;
   const dx = out ?? made!;
-  return orDispose(made, async () =>
+  const use: [DeviceTensor, string, boolean][] = [
+    [dy, 'dy', false],
+    [dx, 'options.out', true],
+  ];
+  return guarded(use, made, async () =>
     gradsOf(await ops.backwardAsync(dy.buffer, state, dx.buffer), dx),
   );
 }

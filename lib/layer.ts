@@ -2,12 +2,19 @@
  * `ContraNorm`: the layer with its parameters (the scale, the LayerNorm weight and bias) and
  * their gradients, for code that trains with a hand-written optimizer.
  */
-import { rangeError, typeError } from './errors.ts';
+import { rangeError, typeError, unknownOption } from './errors.ts';
 import { contraNorm, contraNormBackward } from './api.ts';
 import type { ContraNormResult } from './api.ts';
 import type { ContraNormSaved } from './saved.ts';
-import type { BackendName, ContraNormGrads, Mode, ScaleParam, Shape } from './types.ts';
-import { checkFloat32 } from './validate.ts';
+import type {
+  BackendName,
+  ContraNormGrads,
+  ContraNormOptions,
+  Mode,
+  ScaleParam,
+  Shape,
+} from './types.ts';
+import { checkFloat32, planForward } from './validate.ts';
 
 /** A trainable tensor: `value` is read by `forward`, `grad` accumulates in `backward`. */
 export interface Parameter {
@@ -73,34 +80,41 @@ export class ContraNorm {
   readonly options: Readonly<ContraNormLayerOptions>;
   #lnEps: number | undefined;
   #useLayerNorm: boolean;
+  /** The contexts this layer's forward made: a backward takes no other. */
+  #made = new WeakSet<ContraNormSaved>();
 
   constructor(dim: number, options: ContraNormLayerOptions = {}) {
     if (typeof dim !== 'number') throw typeError('dim', 'a positive integer', dim);
     if (!Number.isSafeInteger(dim) || dim < 1) throw rangeError('dim', 'a positive integer', dim);
-    if (typeof options !== 'object' || options === null)
+    if (typeof options !== 'object' || options === null || Array.isArray(options)) {
       throw typeError('options', 'an object', options);
+    }
+    for (const key of Object.keys(options)) {
+      if (!LAYER_KEYS.has(key)) throw unknownOption(`options.${key}`, LAYER_KEYS);
+    }
     this.dim = dim;
     this.options = Object.freeze({ ...options });
 
-    // scale
+    // scale, stored as s or log s
     const scaleParam = options.scaleParam ?? 'linear';
     const init = options.scale ?? 0.1;
     let s: Float32Array;
     if (typeof init === 'number') s = Float32Array.of(init);
+    else if (init instanceof Float32Array && init.length === 1) s = init.slice();
     else if (init instanceof Float32Array) s = checkFloat32('options.scale', init, dim).slice();
     else throw typeError('options.scale', 'a number or a Float32Array', init);
-    for (let i = 0; i < s.length; i++) {
-      if (!Number.isFinite(s[i])) throw rangeError('options.scale', 'finite values', s[i]);
-      if (scaleParam === 'exp') {
-        if (!(s[i] > 0))
-          throw rangeError('options.scale', "positive values with scaleParam 'exp'", s[i]);
-        s[i] = Math.log(s[i]);
-      }
-    }
-    this.scale = { name: 'scale', value: s, grad: new Float32Array(s.length) };
 
     // layer norm
     const ln = options.layerNorm ?? true;
+    if (typeof ln === 'object' && ln !== null) {
+      for (const key of Object.keys(ln)) {
+        if (!LAYER_NORM_KEYS.has(key)) {
+          throw unknownOption(`options.layerNorm.${key}`, LAYER_NORM_KEYS);
+        }
+      }
+    } else if (typeof ln !== 'boolean') {
+      throw typeError('options.layerNorm', 'a boolean or { affine?, eps? }', ln);
+    }
     this.#useLayerNorm = ln !== false;
     const affine = typeof ln === 'object' ? ln.affine !== false : ln;
     this.#lnEps = typeof ln === 'object' ? ln.eps : undefined;
@@ -110,6 +124,11 @@ export class ContraNorm {
     this.bias = affine
       ? { name: 'bias', value: new Float32Array(dim), grad: new Float32Array(dim) }
       : null;
+
+    // every value checked now, not at the first forward, by an empty call
+    planForward(new Float32Array(0), [0, 1, dim], this.#callOptions(s));
+    if (scaleParam === 'exp') for (let i = 0; i < s.length; i++) s[i] = Math.log(s[i]);
+    this.scale = { name: 'scale', value: s, grad: new Float32Array(s.length) };
   }
 
   /** The trainable parameters, in a fixed order: scale, then weight and bias when present. */
@@ -135,12 +154,23 @@ export class ContraNorm {
         'ERR_CONTRANORM_SHAPE',
       );
     }
-    const o = this.options;
-    const exp = o.scaleParam === 'exp';
-    const s = this.scale.value;
+    for (const key of Object.keys(call ?? {})) {
+      if (!CALL_KEYS.has(key)) throw unknownOption(`call.${key}`, CALL_KEYS);
+    }
+
     // exp(log s) can underflow float32 for a very negative log s: keep s positive
+    const s = this.scale.value;
+    const exp = this.options.scaleParam === 'exp';
     const scale = exp ? s.map((v) => Math.max(Math.exp(v), MIN_NORMAL_F32)) : s;
-    return contraNorm(x, shape, {
+    const result = contraNorm(x, shape, { ...this.#callOptions(scale), ...call });
+    if (result.saved !== null) this.#made.add(result.saved);
+    return result;
+  }
+
+  /** The options of `contraNorm` for this layer, with `s` itself as the scale. */
+  #callOptions(scale: Float32Array): ContraNormOptions {
+    const o = this.options;
+    return {
       scale: scale.length === 1 ? scale[0] : scale,
       scaleParam: o.scaleParam,
       temperature: o.temperature,
@@ -154,12 +184,14 @@ export class ContraNorm {
       layerNorm: this.#useLayerNorm
         ? { weight: this.weight?.value, bias: this.bias?.value, eps: this.#lnEps }
         : false,
-      ...call,
-    });
+    };
   }
 
   /** The backward pass: returns `dx` and adds the parameter gradients into their `grad`. */
   backward(dy: Float32Array, saved: ContraNormSaved, out?: Float32Array): Float32Array {
+    if (!this.#made.has(saved)) {
+      throw typeError('saved', "the saved context of this layer's forward", saved);
+    }
     const grads: ContraNormGrads = contraNormBackward(dy, saved, out === undefined ? {} : { out });
     addInto(this.scale.grad, grads.dScale);
     if (this.weight !== null && grads.dWeight !== undefined)
@@ -168,6 +200,22 @@ export class ContraNorm {
     return grads.dx;
   }
 }
+
+const LAYER_KEYS = new Set<string>([
+  'scale',
+  'scaleParam',
+  'temperature',
+  'identity',
+  'dualNorm',
+  'preNorm',
+  'mode',
+  'layerNorm',
+  'eps',
+  'precision',
+  'backend',
+]);
+const LAYER_NORM_KEYS = new Set<string>(['affine', 'eps']);
+const CALL_KEYS = new Set<string>(['lengths', 'mask', 'out', 'saveForBackward']);
 
 /** The smallest positive normal float32, the floor of s under `scaleParam: 'exp'`. */
 const MIN_NORMAL_F32 = 2 ** -126;

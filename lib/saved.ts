@@ -7,12 +7,19 @@ import { ContraNormError } from './errors.ts';
 import type { Plan } from './validate.ts';
 import type { Shape } from './types.ts';
 
+const SAVED_BRAND = Symbol.for('contranorm.ContraNormSaved');
+
 /**
  * What `contraNorm` keeps for `contraNormBackward`. It may be passed to several backward
  * calls. On CUDA it holds device memory until `dispose()` (or, as a safety net only, until it
  * is garbage-collected).
  */
 export class ContraNormSaved {
+  /** True for a context of this package, from its ESM or its CommonJS copy alike. */
+  static [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === 'object' && value !== null && SAVED_BRAND in value;
+  }
+
   /** `[B, N, D]` of the forward call. */
   readonly shape: Shape;
   /** The backend that ran the forward call, and will run the backward. */
@@ -28,6 +35,7 @@ export class ContraNormSaved {
     this.#impl = impl;
     this.#plan = plan;
     this.#state = state;
+    Object.defineProperty(this, SAVED_BRAND, { value: true });
   }
 
   /** True after `dispose()`. */

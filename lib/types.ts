@@ -38,7 +38,7 @@ export interface ContraNormOptions {
   scale?: number | Float32Array;
   /** How `dScale` is reported; see {@link ScaleParam}. Default `'linear'`. */
   scaleParam?: ScaleParam;
-  /** `tau` in `softmax(xn xn^T / tau)`; finite and positive. Default `1`. */
+  /** `tau` in `softmax(xn xn^T / tau)`; in float32's normal range [1.18e-38, 3.4e38]. Default `1`. */
   temperature?: number;
   /** `z = (1 + s) V - s xneg` instead of `z = V - s xneg`. Default `false`. */
   identity?: boolean;
@@ -58,9 +58,15 @@ export interface ContraNormOptions {
    * `[B, M, M]`, with M = N in tokens mode and M = D in features mode.
    */
   mask?: Uint8Array | readonly boolean[];
-  /** LayerNorm after the step, or `false` for none. Default `{}` (no affine, eps 1e-6). */
-  layerNorm?: LayerNormOptions | false;
-  /** Floor of the row norm in `xn = x / max(||x||, eps)`, as `F.normalize`. Default `1e-12`. */
+  /**
+   * LayerNorm after the step: `{ weight?, bias?, eps? }`, `true` (the same as `{}`), or `false` for
+   * none. Default `{}` (no affine, eps 1e-6).
+   */
+  layerNorm?: LayerNormOptions | boolean;
+  /**
+   * Floor of the row norm in `xn = x / max(||x||, eps)`, as `F.normalize`; in float32's normal
+   * range [1.18e-38, 3.4e38]. Default `1e-12`.
+   */
   eps?: number;
   /** `fp32` is exact single precision; `tf32` lets CUDA use tensor cores. Default `'fp32'`. */
   precision?: 'fp32' | 'tf32';

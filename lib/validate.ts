@@ -3,7 +3,7 @@
  * here first, so the backends receive a `Plan` whose every field is known to be valid.
  */
 import { DeviceTensor } from './device.ts';
-import { ContraNormError, rangeError, typeError } from './errors.ts';
+import { ContraNormError, Phrase, rangeError, typeError, unknownOption } from './errors.ts';
 import type { BackendName, ContraNormOptions, Mode, ScaleParam, Shape } from './types.ts';
 
 /** A forward call with its options resolved, copied where the backward needs them later. */
@@ -74,7 +74,7 @@ export function isDetached(view: ArrayBufferView): boolean {
 export function checkFloat32(name: string, value: unknown, length?: number): Float32Array {
   if (!(value instanceof Float32Array)) throw typeError(name, 'a Float32Array', value);
   if (isDetached(value))
-    throw typeError(name, 'a Float32Array over a live buffer', 'a detached buffer');
+    throw typeError(name, 'a Float32Array over a live buffer', new Phrase('a detached buffer'));
   if (length !== undefined && value.length !== length) {
     throw rangeError(name, `length ${length}`, value, 'ERR_CONTRANORM_SHAPE');
   }
@@ -91,7 +91,7 @@ export function checkDeviceTensor(name: string, value: unknown, length?: number)
     throw rangeError(
       name,
       `length ${length}`,
-      `a DeviceTensor of length ${value.length}`,
+      new Phrase(`a DeviceTensor of length ${value.length}`),
       'ERR_CONTRANORM_SHAPE',
     );
   }
@@ -115,7 +115,7 @@ export function checkShape(shape: unknown): { B: number; N: number; D: number } 
     throw rangeError(
       'shape',
       'B*N*D of at most 2^32 elements',
-      `[${B}, ${N}, ${D}]`,
+      new Phrase(`[${B}, ${N}, ${D}]`),
       'ERR_CONTRANORM_SHAPE',
     );
   }
@@ -128,13 +128,29 @@ function checkBoolean(name: string, value: unknown, fallback: boolean): boolean 
   return value;
 }
 
+/** The smallest positive normal and the largest finite float32. */
+const FLT_MIN = 2 ** -126;
+const FLT_MAX = (2 - 2 ** -23) * 2 ** 127;
+
+/**
+ * A positive number in float32's normal range `[FLT_MIN, FLT_MAX]`, so that it and its
+ * reciprocal are finite in float32 on every backend.
+ */
 function checkPositiveFinite(name: string, value: unknown, fallback: number): number {
+  const expected = `a finite positive number in [${FLT_MIN.toExponential(3)}, ${FLT_MAX.toExponential(3)}]`;
   if (value === undefined) return fallback;
-  if (typeof value !== 'number') throw typeError(name, 'a finite positive number', value);
-  if (!Number.isFinite(value) || !(value > 0)) {
-    throw rangeError(name, 'a finite positive number', value);
-  }
+  if (typeof value !== 'number') throw typeError(name, expected, value);
+  if (!(value >= FLT_MIN && value <= FLT_MAX)) throw rangeError(name, expected, value);
   return value;
+}
+
+/** A copy of a LayerNorm parameter, with every value finite. */
+function checkParameter(name: string, value: unknown, D: number): Float32Array {
+  const copy = checkFloat32(name, value, D).slice();
+  for (let j = 0; j < D; j++) {
+    if (!Number.isFinite(copy[j])) throw rangeError(`${name}[${j}]`, 'a finite number', copy[j]);
+  }
+  return copy;
 }
 
 function checkEnum<T extends string>(
@@ -161,12 +177,11 @@ export function resolveBackendName(value: unknown): BackendName {
 }
 
 function checkScale(value: unknown, D: number, scaleParam: ScaleParam): Float32Array {
-  let scale: Float32Array;
+  let given: ArrayLike<number>;
   if (value === undefined) {
-    scale = Float32Array.of(0.1);
+    given = [0.1];
   } else if (typeof value === 'number') {
-    if (!Number.isFinite(value)) throw rangeError('options.scale', 'a finite number', value);
-    scale = Float32Array.of(value);
+    given = [value];
   } else if (value instanceof Float32Array) {
     checkFloat32('options.scale', value);
     if (value.length !== 1 && value.length !== D) {
@@ -177,23 +192,22 @@ function checkScale(value: unknown, D: number, scaleParam: ScaleParam): Float32A
         'ERR_CONTRANORM_SHAPE',
       );
     }
-    scale = value.slice();
-    for (let i = 0; i < scale.length; i++) {
-      if (!Number.isFinite(scale[i]))
-        throw rangeError(`options.scale[${i}]`, 'a finite number', scale[i]);
-    }
+    given = value;
   } else {
     throw typeError('options.scale', 'a number or a Float32Array', value);
   }
-  if (scaleParam === 'exp') {
-    for (let i = 0; i < scale.length; i++) {
-      if (!(scale[i] > 0)) {
-        throw rangeError(
-          `options.scale${scale.length > 1 ? `[${i}]` : ''}`,
-          "a positive scale with scaleParam 'exp'",
-          scale[i],
-        );
-      }
+
+  // every s must be a finite float32, and positive under 'exp'
+  const scale = Float32Array.from(given);
+  const exp = scaleParam === 'exp';
+  for (let i = 0; i < scale.length; i++) {
+    const name =
+      typeof value === 'number' || value === undefined ? 'options.scale' : `options.scale[${i}]`;
+    if (!Number.isFinite(scale[i])) {
+      throw rangeError(name, `a finite float32 (|s| <= ${FLT_MAX.toExponential(3)})`, given[i]);
+    }
+    if (exp && !(scale[i] > 0)) {
+      throw rangeError(name, "a positive float32 scale with scaleParam 'exp'", given[i]);
     }
   }
   return scale;
@@ -207,7 +221,11 @@ function checkLengths(value: unknown, B: number, N: number): Int32Array | null {
   }
   const src = value as ArrayLike<unknown>;
   if (isIntArray && isDetached(value)) {
-    throw typeError('options.lengths', 'an array over a live buffer', 'a detached buffer');
+    throw typeError(
+      'options.lengths',
+      'an array over a live buffer',
+      new Phrase('a detached buffer'),
+    );
   }
   if (src.length !== B) {
     throw rangeError('options.lengths', `length B = ${B}`, value, 'ERR_CONTRANORM_SHAPE');
@@ -236,7 +254,11 @@ function checkMask(
   let mask: Uint8Array;
   if (value instanceof Uint8Array) {
     if (isDetached(value))
-      throw typeError('options.mask', 'a Uint8Array over a live buffer', 'a detached buffer');
+      throw typeError(
+        'options.mask',
+        'a Uint8Array over a live buffer',
+        new Phrase('a detached buffer'),
+      );
     mask = value;
   } else if (Array.isArray(value)) {
     mask = new Uint8Array(value.length);
@@ -264,14 +286,12 @@ function checkLayerNorm(
     throw typeError('options.layerNorm', 'an object { weight?, bias?, eps? } or false', value);
   }
   for (const key of Object.keys(value)) {
-    if (!LAYER_NORM_KEYS.has(key))
-      throw typeError(`options.layerNorm.${key}`, 'one of weight, bias, eps', 'an unknown option');
+    if (!LAYER_NORM_KEYS.has(key)) throw unknownOption(`options.layerNorm.${key}`, LAYER_NORM_KEYS);
   }
   const ln = value as { weight?: unknown; bias?: unknown; eps?: unknown };
   const weight =
-    ln.weight === undefined ? null : checkFloat32('options.layerNorm.weight', ln.weight, D).slice();
-  const bias =
-    ln.bias === undefined ? null : checkFloat32('options.layerNorm.bias', ln.bias, D).slice();
+    ln.weight === undefined ? null : checkParameter('options.layerNorm.weight', ln.weight, D);
+  const bias = ln.bias === undefined ? null : checkParameter('options.layerNorm.bias', ln.bias, D);
   const lnEps = checkPositiveFinite('options.layerNorm.eps', ln.eps, 1e-6);
   return { layerNorm: true, weight, bias, lnEps };
 }
@@ -296,8 +316,7 @@ export function planForward(
     throw typeError('options', 'an object', options);
   }
   for (const key of Object.keys(options)) {
-    if (!OPTION_KEYS.has(key))
-      throw typeError(`options.${key}`, 'a known option', 'an unknown option');
+    if (!OPTION_KEYS.has(key)) throw unknownOption(`options.${key}`, OPTION_KEYS);
   }
   const o = options as ContraNormOptions & Record<string, unknown>;
   const mode = checkEnum<Mode>('options.mode', o.mode, ['tokens', 'features'], 'tokens');
@@ -320,7 +339,11 @@ export function planForward(
   } else if (o.out !== undefined) {
     out = checkFloat32('options.out', o.out, B * N * D);
     if (overlaps(out, input as Float32Array))
-      throw rangeError('options.out', 'a buffer that does not overlap x', 'an overlapping view');
+      throw rangeError(
+        'options.out',
+        'a buffer that does not overlap x',
+        new Phrase('an overlapping view'),
+      );
   }
   const plan: Plan = {
     B,

@@ -22,7 +22,7 @@ function analytic(x: Float32Array, shape: TestShape, o: ContraNormOptions, dy: F
 
 /** Which gradients a call must return, and their lengths. */
 function expectedKeys(o: ContraNormOptions, D: number) {
-  const ln = o.layerNorm === false || o.layerNorm === undefined ? {} : o.layerNorm;
+  const ln = typeof o.layerNorm === 'object' ? o.layerNorm : {};
   const on = o.layerNorm !== false;
   return {
     scaleLength: o.scale instanceof Float32Array ? o.scale.length : 1,

@@ -97,6 +97,22 @@ describe.skipIf(!gpu)(`CUDA path, device memory and threads (${where})`, () => {
       expectSameBits(laterGrads.dScale, syncGrads.dScale, 'dScale');
     });
 
+    test('a tensor a pending call writes cannot be used until that call settles', async () => {
+      const x = DeviceTensor.upload(randomArray(n, 8), SHAPE);
+      const out = DeviceTensor.empty(n, SHAPE);
+      const busy = expect.objectContaining({ code: 'ERR_CONTRANORM_BUSY' });
+      const pending = contraNormAsync(x, SHAPE, { ...OPTIONS, out });
+      expect(() => out.download()).toThrow(busy);
+      expect(() => contraNorm(out, SHAPE, OPTIONS)).toThrow(busy);
+      await expect(contraNormAsync(x, SHAPE, { ...OPTIONS, out })).rejects.toThrow(busy);
+
+      // reading x from two calls at once is fine; after settling, out is free again
+      const second = await contraNormAsync(x, SHAPE, OPTIONS);
+      const first = await pending;
+      expectSameBits(first.y.download(), second.y.download(), 'y');
+      for (const t of [x, out, second.y]) t.dispose();
+    });
+
     test('misuse is refused: out = x, the CPU backend, a CPU context, a disposed tensor', () => {
       const x = DeviceTensor.upload(randomArray(n, 6), SHAPE);
       expect(() => contraNorm(x, SHAPE, { out: x })).toThrow(RangeError);

@@ -136,12 +136,12 @@ function newest(files: string[]): number {
   return Math.max(0, ...files.map((f) => statSync(f).mtimeMs));
 }
 
-/** What a source build reads: CMakeLists.txt, binding.gyp, package.json and native/ (no emu/). */
+/** What a source build reads: CMakeLists.txt and native/ (no emu/). */
 function nativeInputs(): string[] {
   const sources = readdirSync(join(root, 'native'))
     .filter((f) => /\.(cc|cu|h|cuh|mjs)$/.test(f))
     .map((f) => join(root, 'native', f));
-  return [join(root, 'CMakeLists.txt'), join(root, 'binding.gyp'), ...sources];
+  return [join(root, 'CMakeLists.txt'), ...sources];
 }
 
 /** The prebuild's file, or null when there is none. */
@@ -155,7 +155,9 @@ function prebuildFile(): string | null {
 function prebuildStale(): string | null {
   const file = prebuildFile();
   if (file === null) return 'there is none';
-  if (statSync(file).mtimeMs < newest(nativeInputs())) return 'it is older than native/';
+  if (statSync(file).mtimeMs < newest([...nativeInputs(), join(root, 'binding.gyp')])) {
+    return 'it is older than native/';
+  }
   const r = run(process.execPath, ['-p', `require(${JSON.stringify(file)}).version`]);
   const version = r.out.trim();
   if (r.status !== 0 || version !== pkg.version) {
@@ -219,6 +221,9 @@ function makePrebuild(tmp: string): string {
   const started = Date.now();
   const source = unpack(npmPack(root, join(tmp, 'source')).file, join(tmp, 'source'));
   rmSync(join(source, 'prebuilds'), { recursive: true, force: true });
+  // binding.gyp is the repository's entry for prebuildify, not shipped: a shipped one makes npm
+  // list a `node-gyp rebuild` install script for the package
+  copyFileSync(join(root, 'binding.gyp'), join(source, 'binding.gyp'));
   symlinkSync(join(root, 'node_modules'), join(source, 'node_modules'), 'dir');
 
   // node-gyp wants Node's headers even for this CMake-only target: use the running Node's
@@ -518,6 +523,8 @@ describe('the tarball', () => {
       expect(manifest.scripts?.[script], script).toBeUndefined();
     }
     expect(manifest.gypfile).toBe(false);
+    // npm lists `node-gyp rebuild` as an install script wherever a binding.gyp ships
+    expect(packed.files.map((f) => f.path)).not.toContain('binding.gyp');
     expect(manifest.bin).toEqual({ 'contranorm-build': 'bin/contranorm-build.mjs' });
     expect(BUILD_COMMAND).toBe('npx contranorm-build');
     expect(Object.keys(manifest.dependencies)).toEqual(['node-gyp-build']);

@@ -63,7 +63,7 @@ export function resolveReferenceOptions(
 
   const ln = options.layerNorm;
   const layerNorm = ln !== false;
-  const lnObj = ln === false || ln === undefined ? {} : ln;
+  const lnObj = typeof ln === 'object' ? ln : {};
   return {
     mode,
     scale,

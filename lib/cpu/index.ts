@@ -6,9 +6,10 @@
  * Tokens mode, per item with L valid rows:   S = xn xn^T / tau   [L, L],   xneg = P V
  * Features mode, per item:                   S = xn^T xn / tau   [D, D],   xneg = V P
  */
-import { setImmediate as nextTurn } from 'node:timers/promises';
+import { constants as bufferConstants } from 'node:buffer';
 
 import type { BackendImpl, SavedState } from '../backend.ts';
+import { ContraNormError, Phrase, rangeError } from '../errors.ts';
 import type { ContraNormGrads } from '../types.ts';
 import type { Plan } from '../validate.ts';
 import { gemmNN, gemmNT, syrk, transpose } from './gemm.ts';
@@ -30,6 +31,42 @@ interface CpuState extends SavedState {
   xneg: Float32Array;
   mean: Float64Array;
   rstd: Float64Array;
+}
+
+/**
+ * The largest typed array this Node.js makes (`buffer.constants.MAX_LENGTH` bytes); a call that
+ * needs a larger one fails up front with a named error instead of a bare allocation failure.
+ */
+const MAX_BYTES = bufferConstants.MAX_LENGTH;
+
+type FloatArray = Float32Array | Float64Array;
+
+/** Allocates a typed array of `n` elements for `what`, turning a failure into a named error. */
+function alloc<T extends FloatArray>(
+  Type: { new (n: number): T; BYTES_PER_ELEMENT: number },
+  n: number,
+  what: string,
+  plan: Plan,
+): T {
+  const bytes = n * Type.BYTES_PER_ELEMENT;
+  const shape = `[${plan.B}, ${plan.N}, ${plan.D}] in ${plan.mode} mode`;
+  if (bytes > MAX_BYTES) {
+    throw rangeError(
+      'shape',
+      `at most ${MAX_BYTES} bytes for ${what} on the CPU path (one typed array)`,
+      new Phrase(`${shape}, which needs ${bytes} bytes`),
+      'ERR_CONTRANORM_SHAPE',
+    );
+  }
+  try {
+    return new Type(n);
+  } catch (err) {
+    throw new ContraNormError(
+      'ERR_CONTRANORM_OUT_OF_MEMORY',
+      `the CPU path could not allocate ${bytes} bytes for ${what} of ${shape}`,
+      { cause: err },
+    );
+  }
 }
 
 /** `s` and `c` (the factor of V) expanded to D channels. */
@@ -76,34 +113,61 @@ function symmetrize(n: number, A: Float64Array): void {
   }
 }
 
+/** The gradients of an empty call: all zero, of the lengths a full call would give. */
+function emptyGrads(plan: Plan, dx: Float32Array): ContraNormGrads {
+  const grads: ContraNormGrads = { dx, dScale: new Float32Array(plan.scale.length) };
+  if (plan.weight !== null) grads.dWeight = new Float32Array(plan.D);
+  if (plan.bias !== null) grads.dBias = new Float32Array(plan.D);
+  return grads;
+}
+
 function forward(
   x: Float32Array,
   plan: Plan,
   out: Float32Array | null,
 ): { y: Float32Array; state: CpuState | null } {
   const { B, N, D, M, mode, lengths, mask, maskBatched, dualNorm, preNorm } = plan;
-  const y = out ?? new Float32Array(B * N * D);
+  const y = out ?? alloc(Float32Array, B * N * D, 'y', plan);
   const save = plan.saveForBackward;
+
+  // nothing to compute: the saved context of an empty call only answers its backward
+  if (B * N * D === 0) {
+    if (!save) return { y, state: null };
+    const none = new Float32Array(0);
+    const empty = new Float64Array(0);
+    const state: CpuState = {
+      V: none,
+      xn: none,
+      invNorm: empty,
+      probs: none,
+      probsCol: null,
+      xneg: none,
+      mean: empty,
+      rstd: empty,
+      release() {},
+    };
+    return { y, state };
+  }
   const tokens = mode === 'tokens';
   const invTau = 1 / plan.temperature;
   const { s, c } = expandScale(plan);
   const ln = layerNormOf(plan);
 
   // saved buffers (or one item's worth of scratch when nothing is saved)
-  const items = save ? B : Math.min(B, 1);
-  const xn = new Float32Array(items * N * D);
-  const invNorm = new Float64Array(items * N);
-  const probs = new Float32Array(items * M * M);
-  const probsCol = dualNorm ? new Float32Array(items * M * M) : null;
-  const xneg = new Float32Array(items * N * D);
-  const mean = new Float64Array(items * N);
-  const rstd = new Float64Array(items * N);
+  const items = save ? B : 1;
+  const xn = alloc(Float32Array, items * N * D, 'xn', plan);
+  const invNorm = alloc(Float64Array, items * N, 'the row norms', plan);
+  const probs = alloc(Float32Array, items * M * M, 'the probabilities P', plan);
+  const probsCol = dualNorm ? alloc(Float32Array, items * M * M, 'the column softmax', plan) : null;
+  const xneg = alloc(Float32Array, items * N * D, 'xneg', plan);
+  const mean = alloc(Float64Array, items * N, 'the LayerNorm means', plan);
+  const rstd = alloc(Float64Array, items * N, 'the LayerNorm rstd', plan);
   const V = preNorm ? xn : save ? x.slice() : x;
 
   // scratch
-  const S = new Float64Array(M * M);
-  const mixed = dualNorm ? new Float32Array(M * M) : null;
-  const xnT = tokens ? null : new Float32Array(D * N);
+  const S = alloc(Float64Array, M * M, 'the similarity S', plan);
+  const mixed = dualNorm ? alloc(Float32Array, M * M, 'P', plan) : null;
+  const xnT = tokens ? null : alloc(Float32Array, D * N, 'xn transposed', plan);
   const acc = new Float64Array(Math.max(N, D));
   const z = new Float64Array(D);
   const colMax = dualNorm ? new Float64Array(M) : null;
@@ -165,7 +229,8 @@ function backward(
 ): ContraNormGrads {
   const { B, N, D, M, mode, lengths, dualNorm, preNorm, identity, scale } = plan;
   const { V, xn, invNorm, probs, probsCol, xneg, mean, rstd } = saved as CpuState;
-  const dx = out ?? new Float32Array(B * N * D);
+  const dx = out ?? alloc(Float32Array, B * N * D, 'dx', plan);
+  if (B * N * D === 0) return emptyGrads(plan, dx);
   const tokens = mode === 'tokens';
   const invTau = 1 / plan.temperature;
   const { s, c } = expandScale(plan);
@@ -177,13 +242,13 @@ function backward(
   };
 
   // scratch
-  const dV = new Float32Array(N * D);
-  const dxneg = new Float32Array(N * D);
-  const dxn = new Float32Array(N * D);
-  const dP = new Float64Array(M * M);
-  const PT = new Float32Array(M * M);
-  const VT = tokens ? null : new Float32Array(D * N);
-  const dxnegT = tokens ? null : new Float32Array(D * N);
+  const dV = alloc(Float32Array, N * D, 'dV', plan);
+  const dxneg = alloc(Float32Array, N * D, 'dxneg', plan);
+  const dxn = alloc(Float32Array, N * D, 'dxn', plan);
+  const dP = alloc(Float64Array, M * M, 'dP', plan);
+  const PT = alloc(Float32Array, M * M, 'P transposed', plan);
+  const VT = tokens ? null : alloc(Float32Array, N * D, 'V transposed', plan);
+  const dxnegT = tokens ? null : alloc(Float32Array, N * D, 'dxneg transposed', plan);
   const acc = new Float64Array(Math.max(N, D));
   const g = new Float64Array(D);
   const colDot = dualNorm ? new Float64Array(M) : null;
@@ -279,17 +344,18 @@ function backward(
   return grads;
 }
 
-/** The CPU backend. Its Promise forms run on the calling thread, after the current tick. */
+/**
+ * The CPU backend. Its Promise forms compute on the calling thread before they return, so the
+ * caller's buffers are read while they are known to be intact; the Promise settles after.
+ */
 export const cpuBackend: BackendImpl = {
   name: 'cpu',
   forward,
   backward,
   async forwardAsync(x, plan, out) {
-    await nextTurn();
     return forward(x, plan, out);
   },
   async backwardAsync(dy, plan, state, out) {
-    await nextTurn();
     return backward(dy, plan, state, out);
   },
 };
