@@ -17,6 +17,7 @@ import * as tf from '@tensorflow/tfjs';
 
 import { contraNorm, contraNormBackward } from '../lib/index.ts';
 import type { ContraNormOptions } from '../lib/index.ts';
+import { fill } from './inputs.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -34,17 +35,6 @@ const shapes: [number, number, number][] = [
 const scale = 0.1;
 const temperature = 1;
 const lnEps = 1e-6;
-
-/** Deterministic inputs in [-1, 1). */
-function fill(n: number, seed: number): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = s / 2 ** 31 - 1;
-  }
-  return a;
-}
 
 function median(times: number[]): number {
   const t = [...times].sort((a, b) => a - b);

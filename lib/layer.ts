@@ -14,7 +14,7 @@ import type {
   ScaleParam,
   Shape,
 } from './types.ts';
-import { checkFloat32, planForward } from './validate.ts';
+import { checkFloat32, OPTION_KEYS, planForward } from './validate.ts';
 
 /** A trainable tensor: `value` is read by `forward`, `grad` accumulates in `backward`. */
 export interface Parameter {
@@ -201,21 +201,10 @@ export class ContraNorm {
   }
 }
 
-const LAYER_KEYS = new Set<string>([
-  'scale',
-  'scaleParam',
-  'temperature',
-  'identity',
-  'dualNorm',
-  'preNorm',
-  'mode',
-  'layerNorm',
-  'eps',
-  'precision',
-  'backend',
-]);
-const LAYER_NORM_KEYS = new Set<string>(['affine', 'eps']);
+/** Per-call options of `forward`; the layer takes every other option of `contraNorm`. */
 const CALL_KEYS = new Set<string>(['lengths', 'mask', 'out', 'saveForBackward']);
+const LAYER_KEYS = new Set<string>([...OPTION_KEYS].filter((k) => !CALL_KEYS.has(k)));
+const LAYER_NORM_KEYS = new Set<string>(['affine', 'eps']);
 
 /** The smallest positive normal float32, the floor of s under `scaleParam: 'exp'`. */
 const MIN_NORMAL_F32 = 2 ** -126;

@@ -37,7 +37,8 @@ export interface Plan {
   backend: BackendName;
 }
 
-const OPTION_KEYS = new Set<string>([
+/** The option names of `contraNorm`. */
+export const OPTION_KEYS: ReadonlySet<string> = new Set<string>([
   'scale',
   'scaleParam',
   'temperature',

@@ -8,8 +8,7 @@ import { describe, expect, test } from 'vitest';
 import { contraNorm, contraNormBackward } from '../lib/index.ts';
 import type { ContraNormGrads, ContraNormOptions } from '../lib/index.ts';
 import { numericDirectional, numericGrads } from './gradcheck.ts';
-import type { NumericGrads } from './gradcheck.ts';
-import { cpu, dot, expectSameBits, GRAD_TOL, mismatches } from './helpers.ts';
+import { cpu, dot, expectSameBits, GRAD_TOL, gradFailures, mismatches } from './helpers.ts';
 import { describeOptions, optionMatrix, randomArray, Rng, sampleOf } from './random.ts';
 import type { TestShape } from './random.ts';
 
@@ -31,30 +30,6 @@ function expectedKeys(o: ContraNormOptions, D: number) {
   };
 }
 
-/** Lines describing where `got` leaves `GRAD_TOL` around `want`. */
-function compareGrads(got: ContraNormGrads, want: NumericGrads, label: string): string[] {
-  const lines: string[] = [];
-  const pairs: [string, Float32Array | undefined, Float64Array | undefined][] = [
-    ['dx', got.dx, want.dx],
-    ['dScale', got.dScale, want.dScale],
-    ['dWeight', got.dWeight, want.dWeight],
-    ['dBias', got.dBias, want.dBias],
-  ];
-  for (const [name, a, b] of pairs) {
-    if (a === undefined && b === undefined) continue;
-    if (a === undefined || b === undefined) {
-      lines.push(`${label}: ${name} ${a === undefined ? 'missing' : 'unexpected'}`);
-      continue;
-    }
-    const bad = mismatches(a, b, GRAD_TOL);
-    if (bad.length > 0) {
-      const m = bad[0];
-      lines.push(`${label}: ${name}[${m.index}] got ${m.got} want ${m.want} (${bad.length} bad)`);
-    }
-  }
-  return lines;
-}
-
 function elementwise(mode: 'tokens' | 'features', shape: TestShape, count: number, seed: number) {
   const [B, N, D] = shape;
   const rng = new Rng(seed);
@@ -68,7 +43,9 @@ function elementwise(mode: 'tokens' | 'features', shape: TestShape, count: numbe
     expect(got.dScale.length).toBe(keys.scaleLength);
     expect(got.dWeight?.length ?? null).toBe(keys.weight);
     expect(got.dBias?.length ?? null).toBe(keys.bias);
-    failures.push(...compareGrads(got, numericGrads(x, shape, o, dy), describeOptions(o)));
+    failures.push(
+      ...gradFailures(got, numericGrads(x, shape, o, dy), GRAD_TOL, describeOptions(o)),
+    );
   }
   return failures;
 }
@@ -104,7 +81,7 @@ describe.each(['tokens', 'features'] as const)('gradients, %s mode', (mode) => {
       }
       const params = numericGrads(x, shape, o, dy, { x: false });
       params.dx = Float64Array.from(got.dx); // compared along directions above
-      failures.push(...compareGrads(got, params, describeOptions(o)));
+      failures.push(...gradFailures(got, params, GRAD_TOL, describeOptions(o)));
     }
     expect(failures, failures.slice(0, 6).join('\n')).toEqual([]);
   });

@@ -3,7 +3,6 @@
  * the option to force the CUDA backend, and the tolerances of the CUDA path.
  */
 import { backendInfo } from '../lib/index.ts';
-import type { ContraNormGrads } from '../lib/index.ts';
 import { mismatches } from './helpers.ts';
 import type { Tolerance } from './helpers.ts';
 
@@ -39,40 +38,6 @@ export const CUDA_GRAD_TOL: Tolerance = { abs: 5e-6, rel: 2e-4, relMax: 2e-5 };
  * largest value of the result (relMax).
  */
 export const CUDA_LONG_TOL: Tolerance = { abs: 5e-5, rel: 5e-4, relMax: 5e-5 };
-
-/** Lines naming each gradient of `got` outside `tol` around `want`. */
-export function gradFailures(
-  got: Partial<ContraNormGrads> & { dx: ArrayLike<number>; dScale: ArrayLike<number> },
-  want: {
-    dx: ArrayLike<number>;
-    dScale: ArrayLike<number>;
-    dWeight?: ArrayLike<number>;
-    dBias?: ArrayLike<number>;
-  },
-  tol: Tolerance,
-  label: string,
-): string[] {
-  const lines: string[] = [];
-  const pairs: [string, ArrayLike<number> | undefined, ArrayLike<number> | undefined][] = [
-    ['dx', got.dx, want.dx],
-    ['dScale', got.dScale, want.dScale],
-    ['dWeight', got.dWeight, want.dWeight],
-    ['dBias', got.dBias, want.dBias],
-  ];
-  for (const [name, a, b] of pairs) {
-    if (a === undefined && b === undefined) continue;
-    if (a === undefined || b === undefined) {
-      lines.push(`${label}: ${name} ${a === undefined ? 'missing' : 'unexpected'}`);
-      continue;
-    }
-    const bad = mismatches(a, b, tol);
-    if (bad.length > 0) {
-      const m = bad[0];
-      lines.push(`${label}: ${name}[${m.index}] got ${m.got} want ${m.want} (${bad.length} bad)`);
-    }
-  }
-  return lines;
-}
 
 /** Lines naming where `got` leaves `tol` around `want`. */
 export function closeFailures(

@@ -10,7 +10,7 @@ import { describe, expect, test } from 'vitest';
 import { contraNorm, contraNormBackward } from '../lib/index.ts';
 import type { ContraNormGrads, ContraNormOptions } from '../lib/index.ts';
 import { numericGrads } from './gradcheck.ts';
-import { allFinite, cpu, expectClose } from './helpers.ts';
+import { allFinite, cpu, expectClose, gradFailures } from './helpers.ts';
 import type { Tolerance } from './helpers.ts';
 import {
   closeFailures,
@@ -19,7 +19,6 @@ import {
   CUDA_GRAD_TOL,
   CUDA_LONG_TOL,
   gpu,
-  gradFailures,
   where,
 } from './cuda-setup.ts';
 import {

@@ -4,7 +4,7 @@
  */
 import { expect } from 'vitest';
 
-import type { ContraNormOptions } from '../lib/types.ts';
+import type { ContraNormGrads, ContraNormOptions } from '../lib/types.ts';
 
 /** `options` with `backend: 'cpu'`, so the suites run the CPU path on any machine. */
 export function cpu(options: ContraNormOptions = {}): ContraNormOptions {
@@ -163,4 +163,38 @@ export function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let s = 0;
   for (let i = 0; i < a.length; i++) s += a[i] * b[i];
   return s;
+}
+
+/** Lines naming each gradient of `got` outside `tol` around `want`. */
+export function gradFailures(
+  got: Partial<ContraNormGrads> & { dx: ArrayLike<number>; dScale: ArrayLike<number> },
+  want: {
+    dx: ArrayLike<number>;
+    dScale: ArrayLike<number>;
+    dWeight?: ArrayLike<number>;
+    dBias?: ArrayLike<number>;
+  },
+  tol: Tolerance,
+  label: string,
+): string[] {
+  const lines: string[] = [];
+  const pairs: [string, ArrayLike<number> | undefined, ArrayLike<number> | undefined][] = [
+    ['dx', got.dx, want.dx],
+    ['dScale', got.dScale, want.dScale],
+    ['dWeight', got.dWeight, want.dWeight],
+    ['dBias', got.dBias, want.dBias],
+  ];
+  for (const [name, a, b] of pairs) {
+    if (a === undefined && b === undefined) continue;
+    if (a === undefined || b === undefined) {
+      lines.push(`${label}: ${name} ${a === undefined ? 'missing' : 'unexpected'}`);
+      continue;
+    }
+    const bad = mismatches(a, b, tol);
+    if (bad.length > 0) {
+      const m = bad[0];
+      lines.push(`${label}: ${name}[${m.index}] got ${m.got} want ${m.want} (${bad.length} bad)`);
+    }
+  }
+  return lines;
 }

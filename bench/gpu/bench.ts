@@ -45,6 +45,7 @@ import { contraNorm, contraNormBackward, DeviceTensor } from '../../lib/index.ts
 import type { ContraNormOptions, ContraNormSaved } from '../../lib/index.ts';
 import { loadNative } from '../../lib/native.ts';
 import type { NativeAddon } from '../../lib/native.ts';
+import { fill } from '../inputs.ts';
 import { compare, tableLines, targetLines } from './join.ts';
 import type { OurResult, OurRow, Overhead, TorchResult } from './join.ts';
 import {
@@ -75,17 +76,6 @@ const HOOKS = [
 ] as const;
 
 // -- small helpers ------------------------------------------------------------------------------
-
-/** Deterministic values in [-1, 1). */
-function fill(n: number, seed: number): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = s / 2 ** 31 - 1;
-  }
-  return a;
-}
 
 function percentile(values: readonly number[], q: number): number {
   const v = [...values].sort((a, b) => a - b);

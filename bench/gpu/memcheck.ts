@@ -14,17 +14,7 @@ import {
   DeviceTensor,
 } from '../../lib/index.ts';
 import type { ContraNormOptions } from '../../lib/index.ts';
-
-/** Deterministic values in [-1, 1). */
-function fill(n: number, seed: number): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = s / 2 ** 31 - 1;
-  }
-  return a;
-}
+import { fill } from '../inputs.ts';
 
 /** A mask excluding about a third of the entries, row 0 and the last column entirely. */
 function mask(count: number, M: number, seed: number): Uint8Array {

@@ -25,41 +25,9 @@ export function syrk(
   cOff: number,
   ldc: number,
 ): void {
+  // the lower triangle, row by row: C[i, 0..i] = alpha * A_i . A_j
   for (let i = 0; i < n; i++) {
-    const ai = aOff + i * lda;
-    const ci = cOff + i * ldc;
-    let j = 0;
-
-    // four columns at a time
-    for (; j + 3 <= i; j += 4) {
-      const b0 = aOff + j * lda;
-      const b1 = b0 + lda;
-      const b2 = b1 + lda;
-      const b3 = b2 + lda;
-      let s0 = 0;
-      let s1 = 0;
-      let s2 = 0;
-      let s3 = 0;
-      for (let p = 0; p < k; p++) {
-        const a = A[ai + p];
-        s0 += a * A[b0 + p];
-        s1 += a * A[b1 + p];
-        s2 += a * A[b2 + p];
-        s3 += a * A[b3 + p];
-      }
-      C[ci + j] = alpha * s0;
-      C[ci + j + 1] = alpha * s1;
-      C[ci + j + 2] = alpha * s2;
-      C[ci + j + 3] = alpha * s3;
-    }
-
-    // the rest, up to the diagonal
-    for (; j <= i; j++) {
-      const bj = aOff + j * lda;
-      let s = 0;
-      for (let p = 0; p < k; p++) s += A[ai + p] * A[bj + p];
-      C[ci + j] = alpha * s;
-    }
+    gemmNT(1, i + 1, k, alpha, A, aOff + i * lda, lda, A, aOff, lda, C, cOff + i * ldc, ldc, false);
   }
 
   // mirror
