@@ -3,7 +3,7 @@
  * backend) or on DeviceTensors (CUDA, with no copy through the host).
  */
 import { selectBackend } from './backend.ts';
-import type { BackendImpl, SavedState } from './backend.ts';
+import type { BackendImpl, SavedState } from './plan.ts';
 import {
   backwardOnDevice,
   backwardOnDeviceAsync,
@@ -13,8 +13,9 @@ import {
 } from './device.ts';
 import { Phrase, rangeError, typeError, unknownOption } from './errors.ts';
 import { ContraNormSaved } from './saved.ts';
-import { checkDeviceTensor, checkFloat32, overlaps, planForward } from './validate.ts';
-import type { Plan } from './validate.ts';
+import { checkFloat32, overlaps } from './check.ts';
+import { checkDeviceTensor, planForward } from './validate.ts';
+import type { Plan } from './plan.ts';
 import type {
   BackwardOptions,
   ContraNormDeviceGrads,

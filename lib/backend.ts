@@ -7,43 +7,10 @@ import { debuglog } from 'node:util';
 import { cpuBackend } from './cpu/index.ts';
 import { probeCuda } from './cuda.ts';
 import { ContraNormError } from './errors.ts';
-import type { Plan } from './validate.ts';
-import type { BackendInfo, BackendName, ContraNormGrads } from './types.ts';
+import type { BackendImpl } from './plan.ts';
+import type { BackendInfo, BackendName } from './types.ts';
 
 export const log = debuglog('contranorm');
-
-/** What a backend keeps between forward and backward. Opaque outside the backend. */
-export interface SavedState {
-  /** Frees what the state holds (device memory on CUDA). Called at most once. */
-  release(): void;
-}
-
-/** One implementation of the layer. Inputs arrive validated; see `Plan`. */
-export interface BackendImpl {
-  readonly name: 'cpu' | 'cuda';
-  forward(
-    x: Float32Array,
-    plan: Plan,
-    out: Float32Array | null,
-  ): { y: Float32Array; state: SavedState | null };
-  backward(
-    dy: Float32Array,
-    plan: Plan,
-    state: SavedState,
-    out: Float32Array | null,
-  ): ContraNormGrads;
-  forwardAsync(
-    x: Float32Array,
-    plan: Plan,
-    out: Float32Array | null,
-  ): Promise<{ y: Float32Array; state: SavedState | null }>;
-  backwardAsync(
-    dy: Float32Array,
-    plan: Plan,
-    state: SavedState,
-    out: Float32Array | null,
-  ): Promise<ContraNormGrads>;
-}
 
 let loggedFallback = false;
 

@@ -3,13 +3,13 @@
  * `backendInfo()` reports about it. Every call checks its arguments in TypeScript first; the
  * module checks them again, runs the stages on the GPU and returns when the results are in place.
  */
-import type { BackendImpl, SavedState } from './backend.ts';
+import type { BackendImpl, SavedState } from './plan.ts';
 import { ContraNormError } from './errors.ts';
 import type { ErrorCode } from './errors.ts';
 import { loadNative } from './native.ts';
 import type { NativeAddon, NativeGrads, NativeSaved, NativeTensor } from './native.ts';
 import type { BackendInfo, ContraNormGrads } from './types.ts';
-import type { Plan } from './validate.ts';
+import type { Plan } from './plan.ts';
 
 /** Whether CUDA can run, the backend when it can, and what `backendInfo()` says. */
 export interface CudaProbe {

@@ -3,14 +3,14 @@
  * copies through the host. A forward call on a DeviceTensor runs on CUDA and returns `y` as a
  * DeviceTensor; its backward takes `dy` as a DeviceTensor and returns `dx` as one.
  */
-import type { BackendImpl, SavedState } from './backend.ts';
+import type { BackendImpl, SavedState } from './plan.ts';
 import { requireCuda } from './cuda.ts';
 import type { CudaState } from './cuda.ts';
 import { ContraNormError, rangeError, typeError } from './errors.ts';
 import type { NativeDeviceBuffer, NativeGrads } from './native.ts';
 import type { ContraNormDeviceGrads } from './types.ts';
-import { checkFloat32 } from './validate.ts';
-import type { Plan } from './validate.ts';
+import { checkFloat32 } from './check.ts';
+import type { Plan } from './plan.ts';
 
 function checkDims(shape: unknown, length: number): readonly number[] {
   if (shape === undefined) return Object.freeze([length]);

@@ -14,7 +14,8 @@ import type {
   ScaleParam,
   Shape,
 } from './types.ts';
-import { checkFloat32, OPTION_KEYS, planForward } from './validate.ts';
+import { checkFloat32 } from './check.ts';
+import { OPTION_KEYS, planForward } from './validate.ts';
 
 /** A trainable tensor: `value` is read by `forward`, `grad` accumulates in `backward`. */
 export interface Parameter {

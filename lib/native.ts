@@ -9,7 +9,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { debuglog } from 'node:util';
 
-import type { Plan } from './validate.ts';
+import type { Plan } from './plan.ts';
 
 const log = debuglog('contranorm');
 

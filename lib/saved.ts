@@ -2,9 +2,9 @@
  * The context a forward call returns for its backward: the resolved options, the shape, and
  * the backend's saved buffers (`invNorm`, `probs`, `mean`, `rstd`, ...).
  */
-import type { BackendImpl, SavedState } from './backend.ts';
+import type { BackendImpl, SavedState } from './plan.ts';
 import { ContraNormError } from './errors.ts';
-import type { Plan } from './validate.ts';
+import type { Plan } from './plan.ts';
 import type { Shape } from './types.ts';
 
 const SAVED_BRAND = Symbol.for('contranorm.ContraNormSaved');

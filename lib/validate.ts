@@ -2,40 +2,11 @@
  * Argument checks and option defaults. Every public entry point runs its arguments through
  * here first, so the backends receive a `Plan` whose every field is known to be valid.
  */
+import { checkFloat32, isDetached, overlaps } from './check.ts';
 import { DeviceTensor } from './device.ts';
 import { ContraNormError, Phrase, rangeError, typeError, unknownOption } from './errors.ts';
+import type { Plan } from './plan.ts';
 import type { BackendName, ContraNormOptions, Mode, ScaleParam, Shape } from './types.ts';
-
-/** A forward call with its options resolved, copied where the backward needs them later. */
-export interface Plan {
-  B: number;
-  N: number;
-  D: number;
-  /** Side of `S`: N in tokens mode, D in features mode. */
-  M: number;
-  mode: Mode;
-  /** `s` values, length 1 (scalar) or D (per channel). A private copy. */
-  scale: Float32Array;
-  scaleParam: ScaleParam;
-  temperature: number;
-  identity: boolean;
-  dualNorm: boolean;
-  preNorm: boolean;
-  /** Valid rows per item, length B, or null when every row is valid. A private copy. */
-  lengths: Int32Array | null;
-  /** Excluded entries of `S` (non-zero = excluded), `[M, M]` or `[B, M, M]`, or null. */
-  mask: Uint8Array | null;
-  maskBatched: boolean;
-  layerNorm: boolean;
-  /** LayerNorm gain and shift, length D, or null when absent. Private copies. */
-  weight: Float32Array | null;
-  bias: Float32Array | null;
-  lnEps: number;
-  eps: number;
-  precision: 'fp32' | 'tf32';
-  saveForBackward: boolean;
-  backend: BackendName;
-}
 
 /** The option names of `contraNorm`. */
 export const OPTION_KEYS: ReadonlySet<string> = new Set<string>([
@@ -57,30 +28,6 @@ export const OPTION_KEYS: ReadonlySet<string> = new Set<string>([
 ]);
 const LAYER_NORM_KEYS = new Set<string>(['weight', 'bias', 'eps']);
 const BACKENDS: readonly BackendName[] = ['auto', 'cuda', 'cpu'];
-
-/** True when the buffer behind a view can no longer be read (transferred or detached). */
-export function isDetached(view: ArrayBufferView): boolean {
-  const buffer = view.buffer;
-  if (typeof SharedArrayBuffer !== 'undefined' && buffer instanceof SharedArrayBuffer) return false;
-  if (buffer.byteLength > 0) return false;
-  try {
-    new Uint8Array(buffer);
-    return false;
-  } catch {
-    return true;
-  }
-}
-
-/** Checks that `value` is a readable `Float32Array` of `length` elements. */
-export function checkFloat32(name: string, value: unknown, length?: number): Float32Array {
-  if (!(value instanceof Float32Array)) throw typeError(name, 'a Float32Array', value);
-  if (isDetached(value))
-    throw typeError(name, 'a Float32Array over a live buffer', new Phrase('a detached buffer'));
-  if (length !== undefined && value.length !== length) {
-    throw rangeError(name, `length ${length}`, value, 'ERR_CONTRANORM_SHAPE');
-  }
-  return value;
-}
 
 /** Checks that `value` is a live `DeviceTensor`, of `length` elements when given. */
 export function checkDeviceTensor(name: string, value: unknown, length?: number): DeviceTensor {
@@ -295,12 +242,6 @@ function checkLayerNorm(
   const bias = ln.bias === undefined ? null : checkParameter('options.layerNorm.bias', ln.bias, D);
   const lnEps = checkPositiveFinite('options.layerNorm.eps', ln.eps, 1e-6);
   return { layerNorm: true, weight, bias, lnEps };
-}
-
-/** Ranges of two views, to refuse an output buffer that overlaps an input. */
-export function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
-  if (a.buffer !== b.buffer) return false;
-  return a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
 }
 
 /** Validates a forward call and resolves every option to its value. */

@@ -23,7 +23,7 @@ import {
 import { loadNative, packageRoot } from '../lib/native.ts';
 import type { NativeAddon, NativeProbe } from '../lib/native.ts';
 import { planForward } from '../lib/validate.ts';
-import type { Plan } from '../lib/validate.ts';
+import type { Plan } from '../lib/plan.ts';
 
 const require = createRequire(import.meta.url);
 const load = loadNative();

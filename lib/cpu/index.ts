@@ -8,10 +8,10 @@
  */
 import { constants as bufferConstants } from 'node:buffer';
 
-import type { BackendImpl, SavedState } from '../backend.ts';
+import type { BackendImpl, SavedState } from '../plan.ts';
 import { ContraNormError, Phrase, rangeError } from '../errors.ts';
 import type { ContraNormGrads } from '../types.ts';
-import type { Plan } from '../validate.ts';
+import type { Plan } from '../plan.ts';
 import { gemmNN, gemmNT, syrk, transpose } from './gemm.ts';
 import { combineBackward, combineForward } from './layernorm.ts';
 import type { ChannelGrads, LayerNormPlan } from './layernorm.ts';
