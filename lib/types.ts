@@ -68,7 +68,7 @@ export interface ContraNormOptions {
    * range [1.18e-38, 3.4e38]. Default `1e-12`.
    */
   eps?: number;
-  /** `fp32` is exact single precision; `tf32` lets CUDA use tensor cores. Default `'fp32'`. */
+  /** `fp32`: float32 products throughout; `tf32` lets CUDA use tensor cores. Default `'fp32'`. */
   precision?: 'fp32' | 'tf32';
   /** A buffer of length B*N*D for `y`, not overlapping `x`. Default: a new array. */
   out?: Float32Array;
