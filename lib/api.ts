@@ -114,8 +114,8 @@ export function contraNormBackward(
 
 /**
  * `contraNorm` as a Promise. On CUDA the work runs off the main thread, so the event loop
- * stays free; on the CPU path it runs on the calling thread after the current tick.
- * Do not modify `x` or `options` buffers until the Promise settles.
+ * stays free: do not modify `x` or `options` buffers until the Promise settles. On the CPU path
+ * the work runs on the calling thread before the Promise is returned.
  */
 export function contraNormAsync(
   x: Float32Array,

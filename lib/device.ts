@@ -6,7 +6,7 @@
 import type { BackendImpl, SavedState } from './plan.ts';
 import { requireCuda } from './cuda.ts';
 import type { CudaState } from './cuda.ts';
-import { ContraNormError, rangeError, typeError } from './errors.ts';
+import { ContraNormError, Phrase, rangeError, typeError } from './errors.ts';
 import type { NativeDeviceBuffer, NativeGrads } from './native.ts';
 import type { ContraNormDeviceGrads } from './types.ts';
 import { checkFloat32 } from './check.ts';
@@ -28,7 +28,7 @@ function checkDims(shape: unknown, length: number): readonly number[] {
     throw rangeError(
       'shape',
       `dimensions whose product is ${length}`,
-      `[${shape.join(', ')}]`,
+      new Phrase(`[${shape.join(', ')}]`),
       'ERR_CONTRANORM_SHAPE',
     );
   }

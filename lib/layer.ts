@@ -8,6 +8,7 @@ import type { ContraNormResult } from './api.ts';
 import type { ContraNormSaved } from './saved.ts';
 import type {
   BackendName,
+  BackwardOptions,
   ContraNormGrads,
   ContraNormOptions,
   Mode,
@@ -19,9 +20,10 @@ import { OPTION_KEYS, planForward } from './validate.ts';
 
 /** A trainable tensor: `value` is read by `forward`, `grad` accumulates in `backward`. */
 export interface Parameter {
-  name: 'scale' | 'weight' | 'bias';
-  value: Float32Array;
-  grad: Float32Array;
+  readonly name: 'scale' | 'weight' | 'bias';
+  /** Update it in place; `forward` checks that every value is finite. */
+  readonly value: Float32Array;
+  readonly grad: Float32Array;
 }
 
 /** Options of the layer. Those shared with `contraNorm` have the same meaning and defaults. */
@@ -98,7 +100,7 @@ export class ContraNorm {
 
     // scale, stored as s or log s
     const scaleParam = options.scaleParam ?? 'linear';
-    const init = options.scale ?? 0.1;
+    const init = options.scale === undefined ? 0.1 : options.scale;
     let s: Float32Array;
     if (typeof init === 'number') s = Float32Array.of(init);
     else if (init instanceof Float32Array && init.length === 1) s = init.slice();
@@ -106,12 +108,15 @@ export class ContraNorm {
     else throw typeError('options.scale', 'a number or a Float32Array', init);
 
     // layer norm
-    const ln = options.layerNorm ?? true;
+    const ln = options.layerNorm === undefined ? true : options.layerNorm;
     if (typeof ln === 'object' && ln !== null) {
       for (const key of Object.keys(ln)) {
         if (!LAYER_NORM_KEYS.has(key)) {
           throw unknownOption(`options.layerNorm.${key}`, LAYER_NORM_KEYS);
         }
+      }
+      if (ln.affine !== undefined && typeof ln.affine !== 'boolean') {
+        throw typeError('options.layerNorm.affine', 'a boolean', ln.affine);
       }
     } else if (typeof ln !== 'boolean') {
       throw typeError('options.layerNorm', 'a boolean or { affine?, eps? }', ln);
@@ -127,7 +132,8 @@ export class ContraNorm {
       : null;
 
     // every value checked now, not at the first forward, by an empty call
-    planForward(new Float32Array(0), [0, 1, dim], this.#callOptions(s));
+    const given = typeof init === 'number' ? init : s;
+    planForward(new Float32Array(0), [0, 1, dim], { ...this.#callOptions(s), scale: given });
     if (scaleParam === 'exp') for (let i = 0; i < s.length; i++) s[i] = Math.log(s[i]);
     this.scale = { name: 'scale', value: s, grad: new Float32Array(s.length) };
   }
@@ -159,10 +165,21 @@ export class ContraNorm {
       if (!CALL_KEYS.has(key)) throw unknownOption(`call.${key}`, CALL_KEYS);
     }
 
+    for (const p of this.parameters()) {
+      for (let i = 0; i < p.value.length; i++) {
+        if (!Number.isFinite(p.value[i])) {
+          throw rangeError(`${p.name}.value[${i}]`, 'a finite number', p.value[i]);
+        }
+      }
+    }
+
     // exp(log s) can underflow float32 for a very negative log s: keep s positive
     const s = this.scale.value;
     const exp = this.options.scaleParam === 'exp';
     const scale = exp ? s.map((v) => Math.max(Math.exp(v), MIN_NORMAL_F32)) : s;
+    if (exp && !scale.every(Number.isFinite)) {
+      throw rangeError('scale.value', 'log s under 88.7, so that s is a finite float32', s);
+    }
     const result = contraNorm(x, shape, { ...this.#callOptions(scale), ...call });
     if (result.saved !== null) this.#made.add(result.saved);
     return result;
@@ -189,11 +206,11 @@ export class ContraNorm {
   }
 
   /** The backward pass: returns `dx` and adds the parameter gradients into their `grad`. */
-  backward(dy: Float32Array, saved: ContraNormSaved, out?: Float32Array): Float32Array {
+  backward(dy: Float32Array, saved: ContraNormSaved, options: BackwardOptions = {}): Float32Array {
     if (!this.#made.has(saved)) {
       throw typeError('saved', "the saved context of this layer's forward", saved);
     }
-    const grads: ContraNormGrads = contraNormBackward(dy, saved, out === undefined ? {} : { out });
+    const grads: ContraNormGrads = contraNormBackward(dy, saved, options);
     addInto(this.scale.grad, grads.dScale);
     if (this.weight !== null && grads.dWeight !== undefined)
       addInto(this.weight.grad, grads.dWeight);

@@ -184,6 +184,8 @@ export function loadNative(): NativeLoad {
       message = `no prebuilt binary for ${platform} and no local build; ${BUILD_HINT}`;
     } else if (!file) {
       message = `${message}; ${BUILD_HINT}`;
+    } else {
+      message = `CONTRANORM_NATIVE_PATH=${file}: ${message}`;
     }
     log('native module not loaded: %s', message);
     loaded = { addon: null, error: message };

@@ -56,7 +56,12 @@ export function checkShape(shape: unknown): { B: number; N: number; D: number } 
     const v = shape[i];
     if (typeof v !== 'number') throw typeError(`shape[${i}]`, 'a non-negative integer', v);
     if (!Number.isSafeInteger(v) || v < 0)
-      throw rangeError(`shape[${i}]`, 'a non-negative integer', v, 'ERR_CONTRANORM_SHAPE');
+      throw rangeError(
+        `shape[${i}]`,
+        'a non-negative integer up to 2^53 - 1',
+        v,
+        'ERR_CONTRANORM_SHAPE',
+      );
   }
   const [B, N, D] = shape as unknown as Shape;
   if (B * N * D > 2 ** 32) {

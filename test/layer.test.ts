@@ -111,7 +111,7 @@ describe('forward and backward', () => {
     const l = layer();
     const { saved } = l.forward(x, SHAPE);
     const out = new Float32Array(n);
-    const dx = l.backward(dy, saved!, out);
+    const dx = l.backward(dy, saved!, { out });
     expect(dx).toBe(out);
   });
 

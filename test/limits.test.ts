@@ -142,6 +142,21 @@ describe('the layer class', () => {
     expect(() => new ContraNorm(4, { mode: 'x' as never })).toThrow(/^options\.mode: /);
   });
 
+  test('option values are checked as the function checks them, named as the layer names them', () => {
+    const affine = { layerNorm: { affine: 0 } } as never;
+    expect(() => new ContraNorm(4, affine)).toThrow(/^options\.layerNorm\.affine: /);
+    expect(() => new ContraNorm(4, { scale: null } as never)).toThrow(TypeError);
+    expect(() => new ContraNorm(4, { layerNorm: null } as never)).toThrow(TypeError);
+    expect(() => new ContraNorm(4, { scale: 1e39 })).toThrow(/received 1e\+39$/);
+
+    const layer = new ContraNorm(4);
+    layer.weight!.value[1] = NaN;
+    expect(() => layer.forward(x, SHAPE)).toThrow(/^weight\.value\[1\]: /);
+    const exp = new ContraNorm(4, { scaleParam: 'exp' });
+    exp.scale.value[0] = 200;
+    expect(() => exp.forward(x, SHAPE)).toThrow(/^scale\.value: /);
+  });
+
   test('a scale of length 1 is one scalar parameter', () => {
     const layer = new ContraNorm(4, { scale: Float32Array.of(0.3) });
     expect(layer.scale.value.length).toBe(1);

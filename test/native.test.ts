@@ -5,7 +5,7 @@
  * that need the module, or need CUDA to be missing, skip with the reason in their name.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -429,6 +429,7 @@ describe('the GPU check (bench/gpu/check.sh)', () => {
       'bench',
       'torch',
     ]);
+    rmSync(dir, { recursive: true, force: true });
   });
 
   test('bad arguments exit 2 and name the problem', () => {
